@@ -1,0 +1,108 @@
+//! Command-line interface: argument types and the commands they run. `main.rs` only parses, sets up
+//! logging and turns the result into an exit code.
+
+use crate::error::Error;
+use crate::node;
+use crate::render::Target;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for input that was refused (bad manifests, bad base file).
+pub const EXIT_INVALID: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "mirrorconf", version, about = "Turns OpenShift image-mirror policy into the files container runtimes read")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format on stderr (set the level with RUST_LOG, e.g. RUST_LOG=mirrorconf=debug).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render the node files for the given manifests under a root folder, as if it were `/`.
+    Render(RenderArgs),
+    /// Check manifests without writing anything (exit 0 when valid, 2 when not).
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// A manifest file or folder (recursively *.yaml, *.yml, *.json). Repeatable.
+    #[arg(long = "manifests", value_name = "PATH", required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// The node's filesystem root to write under (use / on a node).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// The node's original registries.conf. Default: the copy adopted earlier under
+    /// ROOT/var/lib/mirrorconf/base/, else ROOT/etc/containers/registries.conf (adopted now), else empty.
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    /// Which node files to render. Repeatable.
+    #[arg(long = "target", value_enum, default_values_t = [Target::Linux])]
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// A manifest file or folder. Repeatable.
+    #[arg(long = "manifests", value_name = "PATH", required = true)]
+    pub manifests: Vec<PathBuf>,
+}
+
+/// Runs a parsed command. User-facing results go to stdout; errors are returned for `main` to print.
+pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        Command::Render(args) => {
+            let mut targets = args.targets.clone();
+            targets.sort();
+            targets.dedup();
+            let report = node::render_to_root(&args.manifests, &args.root, args.base.as_deref(), &targets)?;
+            for p in &report.written {
+                println!("wrote     {}", args.root.join(p).display());
+            }
+            for p in &report.unchanged {
+                println!("unchanged {}", args.root.join(p).display());
+            }
+            for p in &report.removed {
+                println!("removed   {}", args.root.join(p).display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => {
+            let (inputs, policy) = node::load_policy(&args.manifests)?;
+            println!(
+                "valid: {} ImageDigestMirrorSet, {} ImageTagMirrorSet, {} ImageContentSourcePolicy; {} digest and {} tag mirror sources",
+                inputs.digest_sets.len(),
+                inputs.tag_sets.len(),
+                inputs.content_source_policies.len(),
+                policy.digest_sets.len(),
+                policy.tag_sets.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The exit code and stderr lines for an error.
+pub fn report_error(e: &Error) -> ExitCode {
+    let prefix = if e.is_invalid_input() { "invalid" } else { "error" };
+    for line in e.to_string().lines() {
+        eprintln!("{prefix}: {line}");
+    }
+    if e.is_invalid_input() {
+        eprintln!("nothing was written");
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::FAILURE
+    }
+}

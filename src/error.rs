@@ -1,0 +1,35 @@
+//! The library's error type. Input problems (exit 2) are kept apart from failures of the machine
+//! (exit 1), so callers can tell "fix your manifests" from "the disk is full".
+
+use crate::model::LoadError;
+use crate::policy::ValidationErrors;
+use crate::render::RenderError;
+use crate::sink::local::SinkError;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", join_lines(.0))]
+    Load(Vec<LoadError>),
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error("{}: {source}", .path.display())]
+    Base { path: PathBuf, source: RenderError },
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("cannot read {}: {source}", .path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl Error {
+    /// True when the input (manifests, base file, flags) is at fault rather than the machine.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Error::Load(_) | Error::Invalid(_) | Error::Base { .. } | Error::Render(_))
+    }
+}
+
+fn join_lines(errors: &[LoadError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}

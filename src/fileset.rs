@@ -1,0 +1,99 @@
+//! [`FileSet`]: what a node should hold, as relative paths under its root with their bytes and mode.
+//! Renderers produce one; both sinks (local root, SSH) apply one.
+
+use std::collections::BTreeMap;
+
+/// Mode for ordinary configuration files.
+pub const MODE_PUBLIC: u32 = 0o644;
+/// Mode for files that carry credentials (pull-secret headers).
+pub const MODE_PRIVATE: u32 = 0o600;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// Files keyed by a relative, `/`-separated path that cannot leave the root.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSet {
+    files: BTreeMap<String, File>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing file path {path:?}: {reason}")]
+pub struct PathError {
+    pub path: String,
+    pub reason: &'static str,
+}
+
+/// Checks that `path` is relative, `/`-separated, and has no empty, `.` or `..` component, and no
+/// character that is special on Windows or Linux paths.
+pub fn check_relative_path(path: &str) -> Result<(), PathError> {
+    let fail = |reason| Err(PathError { path: path.to_string(), reason });
+    if path.is_empty() {
+        return fail("empty path");
+    }
+    if path.starts_with('/') {
+        return fail("absolute path");
+    }
+    for c in path.split('/') {
+        if c.is_empty() || c == "." || c == ".." {
+            return fail("empty, '.' or '..' component");
+        }
+        if c.chars().any(|ch| ch == '\\' || ch == '\0' || ch.is_control()) {
+            return fail("backslash or control character");
+        }
+    }
+    Ok(())
+}
+
+impl FileSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>, mode: u32) -> Result<(), PathError> {
+        let path = path.into();
+        check_relative_path(&path)?;
+        self.files.insert(path, File { contents: contents.into(), mode });
+        Ok(())
+    }
+
+    pub fn get(&self, path: &str) -> Option<&File> {
+        self.files.get(path)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &File)> {
+        self.files.iter().map(|(p, f)| (p.as_str(), f))
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Adds every file of `other`; a path in both takes `other`'s file.
+    pub fn extend(&mut self, other: FileSet) {
+        self.files.extend(other.files);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_escape_the_root() {
+        for bad in ["", "/etc/x", "a/../b", "..", "a//b", "./a", "a/", "a\\..\\b", "a/\0"] {
+            assert!(check_relative_path(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["etc/containers/registries.conf", "k/containerd/registries/reg_5000_/hosts.toml", "a/b:1/c"] {
+            assert!(check_relative_path(ok).is_ok(), "{ok:?}");
+        }
+        assert!(FileSet::new().insert("../x", "", MODE_PUBLIC).is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! mirrorconf turns the cluster's image-mirror policy (ImageDigestMirrorSet, ImageTagMirrorSet,
+//! ImageContentSourcePolicy, `Image/cluster`) into the files container runtimes read on each node.
+//!
+//! # Layout
+//!
+//! The core is pure: objects in, files out, no I/O. The edges read and write.
+//!
+//! - [`model`]: serde types of the Kubernetes objects (kube-rs resources) and the loader that reads
+//!   them from files and folders (multi-document YAML, JSON, `List`).
+//! - [`policy`]: validation (every error names object, field and value) and the merged policy;
+//!   [`policy::merge`] is the topological mirror merge, [`policy::scope`] the scope patterns and
+//!   nesting rule.
+//! - [`render`]: pure renderers from policy to a [`fileset::FileSet`];
+//!   [`render::registries_conf`] edits the node's own registries.conf with `toml_edit`.
+//! - [`fileset`]: the set of files (relative path, bytes, mode) that every renderer returns and every
+//!   sink applies.
+//! - [`sink`]: applying a file set. [`sink::local`] writes under a root atomically and removes only
+//!   what its owned-files manifest lists.
+//! - [`node`]: the edge used by the commands: read manifests and the base file, render, apply.
+//! - [`cli`]: argument types and commands; `main.rs` is a thin wrapper.
+//! - [`error`]: the library error type, which tells bad input (exit 2) from failures (exit 1).
+
+pub mod cli;
+pub mod error;
+pub mod fileset;
+pub mod model;
+pub mod node;
+pub mod policy;
+pub mod render;
+pub mod sink;
+
+pub use error::Error;

@@ -1,0 +1,298 @@
+//! Validation of the input objects and the merged mirror policy every renderer works from.
+//!
+//! [`Policy::from_inputs`] checks everything DESIGN.md section 1 lists and reports every problem at
+//! once, each naming the object, the field path and the value. A `Policy` is only ever built from
+//! valid input, so renderers never see a half-valid state.
+
+pub mod merge;
+pub mod scope;
+
+use crate::model::{object_ref, Inputs, MirrorEntry, ALLOW_CONTACTING_SOURCE, NEVER_CONTACT_SOURCE};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One problem in the input, pointing at the object, the field and the offending value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// `Kind/name`.
+    pub object: String,
+    /// Field path inside the object, e.g. `spec.imageDigestMirrors[1].mirrors[0]`.
+    pub field: String,
+    pub value: String,
+    pub message: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} = {:?}: {}", self.object, self.field, self.value, self.message)
+    }
+}
+
+/// Every problem found in one input; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether mirrors of a set serve digest references only (IDMS, ICSP) or tags too (ITMS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Group {
+    Digest,
+    Tag,
+}
+
+/// One surviving `source`/`mirrors` entry of one object (entries whose mirrors are empty or only
+/// repeat the source are dropped, as the reference does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    pub object: String,
+    pub source: String,
+    pub mirrors: Vec<String>,
+    pub never_contact_source: bool,
+}
+
+/// All entries of one group for one source, merged into a single preference order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorSet {
+    pub source: String,
+    pub mirrors: Vec<String>,
+    /// Some surviving entry for this source says `NeverContactSource`.
+    pub never_contact_source: bool,
+}
+
+/// The validated, merged policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub digest_entries: Vec<SourceEntry>,
+    pub tag_entries: Vec<SourceEntry>,
+    /// Sorted by source.
+    pub digest_sets: Vec<MirrorSet>,
+    /// Sorted by source.
+    pub tag_sets: Vec<MirrorSet>,
+    pub insecure_scopes: Vec<String>,
+    pub blocked_scopes: Vec<String>,
+    pub allowed_scopes: Vec<String>,
+    pub search_registries: Vec<String>,
+    /// Name of the ConfigMap in `openshift-config` holding registry CAs (`spec.additionalTrustedCA`).
+    pub trusted_ca_config_map: Option<String>,
+}
+
+impl Policy {
+    pub fn from_inputs(inputs: &Inputs) -> Result<Policy, ValidationErrors> {
+        let mut v = Validator::default();
+        let mut policy = Policy::default();
+
+        // Sorted by name so that which object a conflict is reported on never depends on file order.
+        let mut idms: Vec<_> = inputs.digest_sets.iter().collect();
+        idms.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut icsp: Vec<_> = inputs.content_source_policies.iter().collect();
+        icsp.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut itms: Vec<_> = inputs.tag_sets.iter().collect();
+        itms.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+
+        for o in idms {
+            let object = object_ref("ImageDigestMirrorSet", &o.metadata);
+            let entries = &o.spec.image_digest_mirrors;
+            v.entries(&object, "spec.imageDigestMirrors", entries, true, &mut policy.digest_entries);
+        }
+        for o in icsp {
+            let object = object_ref("ImageContentSourcePolicy", &o.metadata);
+            let entries = &o.spec.repository_digest_mirrors;
+            v.entries(&object, "spec.repositoryDigestMirrors", entries, false, &mut policy.digest_entries);
+        }
+        for o in itms {
+            let object = object_ref("ImageTagMirrorSet", &o.metadata);
+            let entries = &o.spec.image_tag_mirrors;
+            v.entries(&object, "spec.imageTagMirrors", entries, true, &mut policy.tag_entries);
+        }
+
+        if let Some(image) = &inputs.image {
+            let object = object_ref("Image", &image.metadata);
+            if let Some(rs) = &image.spec.registry_sources {
+                let base = "spec.registrySources";
+                v.scopes(&object, &format!("{base}.insecureRegistries"), &rs.insecure_registries);
+                v.scopes(&object, &format!("{base}.blockedRegistries"), &rs.blocked_registries);
+                v.scopes(&object, &format!("{base}.allowedRegistries"), &rs.allowed_registries);
+                if !rs.allowed_registries.is_empty() && !rs.blocked_registries.is_empty() {
+                    v.error(
+                        &object,
+                        base,
+                        "allowedRegistries and blockedRegistries",
+                        "only one of allowedRegistries and blockedRegistries may be set",
+                    );
+                }
+                for (i, r) in rs.container_runtime_search_registries.iter().enumerate() {
+                    if r.is_empty() || r.contains('/') || r.contains('*') || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        let field = format!("{base}.containerRuntimeSearchRegistries[{i}]");
+                        v.error(&object, &field, r, "a search registry must be a registry host[:port]");
+                    }
+                }
+                policy.insecure_scopes = rs.insecure_registries.clone();
+                policy.blocked_scopes = rs.blocked_registries.clone();
+                policy.allowed_scopes = rs.allowed_registries.clone();
+                policy.search_registries = rs.container_runtime_search_registries.clone();
+            }
+            if let Some(ca) = &image.spec.additional_trusted_ca {
+                if !ca.name.is_empty() {
+                    policy.trusted_ca_config_map = Some(ca.name.clone());
+                }
+            }
+        }
+
+        if !v.errors.is_empty() {
+            return Err(ValidationErrors(v.errors));
+        }
+        policy.digest_sets = merged_sets(&policy.digest_entries);
+        policy.tag_sets = merged_sets(&policy.tag_entries);
+        Ok(policy)
+    }
+
+    /// Whether the policy changes registries.conf at all.
+    pub fn touches_registries_conf(&self) -> bool {
+        !(self.digest_sets.is_empty()
+            && self.tag_sets.is_empty()
+            && self.insecure_scopes.is_empty()
+            && self.blocked_scopes.is_empty())
+    }
+}
+
+/// Groups entries by exact source (sorted) and merges each group's mirror lists.
+fn merged_sets(entries: &[SourceEntry]) -> Vec<MirrorSet> {
+    let mut by_source: BTreeMap<&str, Vec<&SourceEntry>> = BTreeMap::new();
+    for e in entries {
+        by_source.entry(&e.source).or_default().push(e);
+    }
+    by_source
+        .into_iter()
+        .map(|(source, group)| {
+            let lists: Vec<&[String]> = group.iter().map(|e| e.mirrors.as_slice()).collect();
+            MirrorSet {
+                source: source.to_string(),
+                mirrors: merge::merge_mirror_lists(source, &lists),
+                never_contact_source: group.iter().any(|e| e.never_contact_source),
+            }
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<ValidationError>,
+    /// source -> (policy, object that first set it), across IDMS, ICSP and ITMS.
+    policies: BTreeMap<String, (&'static str, String)>,
+}
+
+impl Validator {
+    fn error(&mut self, object: &str, field: &str, value: &str, message: impl Into<String>) {
+        self.errors.push(ValidationError {
+            object: object.to_string(),
+            field: field.to_string(),
+            value: value.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn entries(
+        &mut self,
+        object: &str,
+        path: &str,
+        entries: &[MirrorEntry],
+        has_policy_field: bool,
+        out: &mut Vec<SourceEntry>,
+    ) {
+        for (i, entry) in entries.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let errors_before = self.errors.len();
+            let source = entry.source.as_str();
+            if !scope::is_valid_source(source) {
+                let why = if source.is_empty() {
+                    "source must not be empty".to_string()
+                } else if source.contains("://") {
+                    format!("invalid format for source {source:?}: a source is host[:port][/path], without a scheme")
+                } else {
+                    format!("invalid format for source {source:?}: expected host[:port][/path] (lowercase path) or *.domain")
+                };
+                self.error(object, &format!("{at}.source"), source, why);
+            }
+            let policy = match entry.mirror_source_policy.as_deref() {
+                None | Some("") => ALLOW_CONTACTING_SOURCE,
+                Some(ALLOW_CONTACTING_SOURCE) if has_policy_field => ALLOW_CONTACTING_SOURCE,
+                Some(NEVER_CONTACT_SOURCE) if has_policy_field => NEVER_CONTACT_SOURCE,
+                Some(other) => {
+                    self.error(
+                        object,
+                        &format!("{at}.mirrorSourcePolicy"),
+                        other,
+                        "mirrorSourcePolicy must be AllowContactingSource or NeverContactSource",
+                    );
+                    ALLOW_CONTACTING_SOURCE
+                }
+            };
+            match self.policies.get(source) {
+                Some((first, first_object)) if *first != policy => {
+                    let message = format!(
+                        "conflicting mirrorSourcePolicy is set for the same source {source:?} in imagedigestmirrorsets, \
+                         imagetagmirrorsets, or imagecontentsourcepolicies ({first_object} sets {first})"
+                    );
+                    self.error(object, &format!("{at}.mirrorSourcePolicy"), policy, message);
+                }
+                Some(_) => {}
+                None => {
+                    self.policies.insert(source.to_string(), (policy, object.to_string()));
+                }
+            }
+            for (j, mirror) in entry.mirrors.iter().enumerate() {
+                let field = format!("{at}.mirrors[{j}]");
+                if !scope::is_valid_mirror(mirror) {
+                    let why = if mirror.contains("://") {
+                        format!("invalid format for mirror {mirror:?}: a mirror is host[:port][/path], without a scheme")
+                    } else {
+                        format!("invalid format for mirror {mirror:?}: expected host[:port][/path] with a lowercase path")
+                    };
+                    self.error(object, &field, mirror, why);
+                }
+                if policy == NEVER_CONTACT_SOURCE && mirror == source {
+                    let message = format!(
+                        "cannot set mirrorSourcePolicy: NeverContactSource if the source {source:?} is one of the mirrors"
+                    );
+                    self.error(object, &field, mirror, message);
+                }
+            }
+            let real_mirror = entry.mirrors.iter().any(|m| m != source);
+            if self.errors.len() == errors_before && real_mirror {
+                out.push(SourceEntry {
+                    object: object.to_string(),
+                    source: source.to_string(),
+                    mirrors: entry.mirrors.clone(),
+                    never_contact_source: policy == NEVER_CONTACT_SOURCE,
+                });
+            }
+        }
+    }
+
+    fn scopes(&mut self, object: &str, path: &str, scopes: &[String]) {
+        for (i, s) in scopes.iter().enumerate() {
+            if !scope::is_valid_registries_conf_scope(s) {
+                let why = if s.is_empty() {
+                    "a registry scope must not be empty".to_string()
+                } else {
+                    format!("invalid registry scope {s:?}: a '*' is only allowed as a leading \"*.\" followed by a domain")
+                };
+                self.error(object, &format!("{path}[{i}]"), s, why);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,55 @@
+//! Pure renderers: policy (plus the node's base file) in, [`FileSet`] out. Nothing here touches the
+//! filesystem; the sinks do.
+
+pub mod registries_conf;
+
+use crate::fileset::{FileSet, PathError, MODE_PUBLIC};
+use crate::model::Inputs;
+use crate::policy::Policy;
+
+/// Which kind of node the files are for. `render --target` takes these spellings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Target {
+    /// CRI-O, podman, skopeo: `/etc/containers/registries.conf` and its search-registries drop-in.
+    Linux,
+    /// containerd on Linux: `/etc/containerd/certs.d/<host[:port]>/hosts.toml`.
+    Containerd,
+    /// containerd on Windows: `C:\k\containerd\registries\<dir>\hosts.toml`.
+    Windows,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    RegistriesConf(#[from] registries_conf::RenderError),
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("--target {0:?} is not implemented yet")]
+    NotImplemented(Target),
+}
+
+/// What renderers read besides the policy.
+pub struct NodeInputs<'a> {
+    pub inputs: &'a Inputs,
+    pub policy: &'a Policy,
+    /// The node's original registries.conf (empty when there was none).
+    pub base_registries_conf: &'a str,
+}
+
+/// Renders every file for the given targets.
+pub fn render(targets: &[Target], node: &NodeInputs<'_>) -> Result<FileSet, RenderError> {
+    let mut files = FileSet::new();
+    for target in targets {
+        match target {
+            Target::Linux => {
+                let conf = registries_conf::render(node.policy, node.base_registries_conf)?;
+                files.insert(registries_conf::PATH, conf, MODE_PUBLIC)?;
+                if let Some(drop_in) = registries_conf::render_search_drop_in(node.policy) {
+                    files.insert(registries_conf::SEARCH_DROP_IN_PATH, drop_in, MODE_PUBLIC)?;
+                }
+            }
+            other => return Err(RenderError::NotImplemented(*other)),
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,245 @@
+//! Applying a [`FileSet`] under a local root (`/` on a node, any folder in tests and `render`).
+//!
+//! Each file is written to a temp file in its own folder, fsynced, renamed over the old one, and the
+//! folder is fsynced, so a reader sees the old or the new file, never a partial one. Unchanged bytes
+//! are not rewritten (mtime stays). Files and folders are removed only when the owned-files manifest
+//! lists them.
+
+use super::manifest::{sha256_hex, Manifest, MANIFEST_PATH};
+use super::ApplyReport;
+use crate::fileset::FileSet;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct SinkError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+fn err(path: &Path) -> impl FnOnce(io::Error) -> SinkError + '_ {
+    move |source| SinkError { path: path.to_path_buf(), source }
+}
+
+pub struct LocalSink {
+    root: PathBuf,
+}
+
+impl LocalSink {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalSink { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The owned-files manifest, empty when there is none yet.
+    pub fn manifest(&self) -> Result<Manifest, SinkError> {
+        let path = self.root.join(MANIFEST_PATH);
+        match fs::read(&path) {
+            Ok(bytes) => Manifest::parse(&bytes)
+                .map_err(|e| SinkError { path, source: io::Error::new(io::ErrorKind::InvalidData, e) }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Manifest::default()),
+            Err(e) => Err(SinkError { path, source: e }),
+        }
+    }
+
+    /// Brings the root in line with `files`. The manifest is updated even when a step fails, so that
+    /// whatever was written is still known to be mirrorconf's.
+    pub fn apply(&self, files: &FileSet) -> Result<ApplyReport, SinkError> {
+        let mut owned = self.manifest()?;
+        let before = owned.clone();
+        let mut report = ApplyReport::default();
+        let result = self.apply_inner(files, &mut owned, &mut report);
+        if owned != before {
+            let path = self.root.join(MANIFEST_PATH);
+            self.ensure_parent(&path, &mut None)?;
+            write_atomic(&path, &owned.to_bytes(), 0o644).map_err(err(&path))?;
+        }
+        result.map(|()| report)
+    }
+
+    fn apply_inner(&self, files: &FileSet, owned: &mut Manifest, report: &mut ApplyReport) -> Result<(), SinkError> {
+        for (rel, file) in files.iter() {
+            let path = self.root.join(rel);
+            match fs::read(&path) {
+                Ok(current) if current == file.contents => {
+                    let meta = fs::metadata(&path).map_err(err(&path))?;
+                    if meta.permissions().mode() & 0o7777 != file.mode {
+                        fs::set_permissions(&path, fs::Permissions::from_mode(file.mode)).map_err(err(&path))?;
+                    }
+                    report.unchanged.push(rel.to_string());
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SinkError { path, source: e }),
+            }
+            self.ensure_parent(&path, &mut Some(&mut *owned))?;
+            write_atomic(&path, &file.contents, file.mode).map_err(err(&path))?;
+            owned.files.insert(rel.to_string(), sha256_hex(&file.contents));
+            report.written.push(rel.to_string());
+            tracing::info!(path = %path.display(), "wrote");
+        }
+        // Removal comes after every new file is in place.
+        let stale: Vec<String> = owned.files.keys().filter(|p| files.get(p).is_none()).cloned().collect();
+        for rel in stale {
+            let path = self.root.join(&rel);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed");
+                    report.removed.push(rel.clone());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SinkError { path, source: e }),
+            }
+            owned.files.remove(&rel);
+            if let Some(parent) = path.parent() {
+                fsync_dir(parent).map_err(err(parent))?;
+            }
+        }
+        // Folders mirrorconf created go once empty, deepest first.
+        let mut dirs: Vec<String> = owned.dirs.iter().cloned().collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+        for rel in dirs {
+            let path = self.root.join(&rel);
+            let in_use = files.iter().any(|(f, _)| f.starts_with(&format!("{rel}/")))
+                || rel == "var/lib/mirrorconf"
+                || "var/lib/mirrorconf".starts_with(&format!("{rel}/"));
+            if in_use {
+                continue;
+            }
+            match fs::remove_dir(&path) {
+                Ok(()) => {
+                    owned.dirs.remove(&rel);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    owned.dirs.remove(&rel);
+                }
+                // Not empty: someone else put files there; leave it.
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the missing folders above `path`, recording each one it creates.
+    fn ensure_parent(&self, path: &Path, owned: &mut Option<&mut Manifest>) -> Result<(), SinkError> {
+        let parent = path.parent().expect("a file path under the root has a parent");
+        if parent.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.root).map_err(err(&self.root))?;
+        let rel = parent.strip_prefix(&self.root).unwrap_or(parent);
+        let mut current = self.root.clone();
+        let mut rel_so_far = PathBuf::new();
+        for c in rel.components() {
+            current.push(c);
+            rel_so_far.push(c);
+            if current.is_dir() {
+                continue;
+            }
+            fs::create_dir(&current).map_err(err(&current))?;
+            if let Some(m) = owned.as_deref_mut() {
+                m.dirs.insert(rel_so_far.to_string_lossy().into_owned());
+            }
+            if let Some(up) = current.parent() {
+                fsync_dir(up).map_err(err(up))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `contents` to `path` atomically: temp file in the same folder, fsync, rename, fsync folder.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent folder"))?;
+    let mut tmp = tempfile::Builder::new().prefix(".mirrorconf-").suffix(".tmp").tempfile_in(dir)?;
+    tmp.write_all(contents)?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    fsync_dir(dir)
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fileset::MODE_PUBLIC;
+    use std::os::unix::fs::MetadataExt;
+
+    fn set(files: &[(&str, &str)]) -> FileSet {
+        let mut s = FileSet::new();
+        for (p, c) in files {
+            s.insert(*p, *c, MODE_PUBLIC).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn writes_then_skips_unchanged_files() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(root.path());
+        let r = sink.apply(&set(&[("etc/a.conf", "one")])).unwrap();
+        assert_eq!(r.written, ["etc/a.conf"]);
+        let ino = fs::metadata(root.path().join("etc/a.conf")).unwrap().ino();
+        let r = sink.apply(&set(&[("etc/a.conf", "one")])).unwrap();
+        assert!(!r.changed());
+        assert_eq!(r.unchanged, ["etc/a.conf"]);
+        // Not rewritten: a rename would have given a new inode.
+        assert_eq!(fs::metadata(root.path().join("etc/a.conf")).unwrap().ino(), ino);
+        sink.apply(&set(&[("etc/a.conf", "two")])).unwrap();
+        assert_eq!(fs::read_to_string(root.path().join("etc/a.conf")).unwrap(), "two");
+        let leftovers: Vec<_> = fs::read_dir(root.path().join("etc")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn removes_only_what_it_created() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc/certs.d/foreign")).unwrap();
+        fs::write(root.path().join("etc/certs.d/foreign/ca.crt"), "theirs").unwrap();
+        fs::write(root.path().join("etc/certs.d/mine-looking.crt"), "theirs too").unwrap();
+        let sink = LocalSink::new(root.path());
+        sink.apply(&set(&[("etc/certs.d/ours/ca.crt", "x"), ("etc/keep.conf", "k")])).unwrap();
+        let r = sink.apply(&set(&[("etc/keep.conf", "k")])).unwrap();
+        assert_eq!(r.removed, ["etc/certs.d/ours/ca.crt"]);
+        assert!(!root.path().join("etc/certs.d/ours").exists(), "its own empty folder goes");
+        assert!(root.path().join("etc/certs.d/foreign/ca.crt").exists());
+        assert!(root.path().join("etc/certs.d/mine-looking.crt").exists());
+        assert!(root.path().join("etc/keep.conf").exists());
+    }
+
+    #[test]
+    fn a_folder_someone_else_filled_is_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(root.path());
+        sink.apply(&set(&[("d/ours/f", "x")])).unwrap();
+        fs::write(root.path().join("d/ours/theirs"), "y").unwrap();
+        sink.apply(&FileSet::new()).unwrap();
+        assert!(!root.path().join("d/ours/f").exists());
+        assert!(root.path().join("d/ours/theirs").exists());
+    }
+
+    #[test]
+    fn fixes_the_mode_without_rewriting() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(root.path());
+        sink.apply(&set(&[("f", "x")])).unwrap();
+        fs::set_permissions(root.path().join("f"), fs::Permissions::from_mode(0o666)).unwrap();
+        let mut s = FileSet::new();
+        s.insert("f", "x", 0o600).unwrap();
+        let r = sink.apply(&s).unwrap();
+        assert!(!r.changed());
+        assert_eq!(fs::metadata(root.path().join("f")).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,22 @@
+//! Where rendered files go. Each sink applies a [`FileSet`](crate::fileset::FileSet): it writes only
+//! files whose bytes change, each atomically, and removes only files its owned-files manifest says
+//! mirrorconf created.
+
+pub mod local;
+mod manifest;
+
+pub use manifest::{Manifest, MANIFEST_PATH};
+
+/// What one apply did, as relative paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub written: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl ApplyReport {
+    pub fn changed(&self) -> bool {
+        !self.written.is_empty() || !self.removed.is_empty()
+    }
+}
