@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn duplicate_objects_are_refused() {
-        let doc = "apiVersion: config.openshift.io/v1\nkind: ImageTagMirrorSet\nmetadata: {name: t}\n";
+        let doc = "apiVersion: config.openshift.io/v1\nkind: ImageTagMirrorSet\nmetadata: {name: t}\nspec: {}\n";
         let errors = load(&format!("{doc}---\n{doc}")).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].message.contains("ImageTagMirrorSet/t is defined twice"), "{}", errors[0]);

@@ -1,1 +1,116 @@
+use super::*;
+use crate::model::load_text;
+use std::path::Path;
 
+fn policy(yaml: &str) -> Result<Policy, ValidationErrors> {
+    Policy::from_inputs(&load_text(Path::new("t.yaml"), yaml).expect("loads"))
+}
+
+fn idms(name: &str, entries: &str) -> String {
+    format!("apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {{name: {name}}}\nspec:\n  imageDigestMirrors:\n{entries}---\n")
+}
+
+fn itms(name: &str, entries: &str) -> String {
+    format!("apiVersion: config.openshift.io/v1\nkind: ImageTagMirrorSet\nmetadata: {{name: {name}}}\nspec:\n  imageTagMirrors:\n{entries}---\n")
+}
+
+#[test]
+fn reports_every_error_with_object_field_and_value() {
+    let yaml = idms(
+        "bad",
+        "  - source: quay.io/ns\n    mirrors: [ok.io/ns, 'Bad.io/NS', '*.wild.io']\n  - source: ''\n    mirrors: [m.io]\n",
+    );
+    let errors = policy(&yaml).unwrap_err().0;
+    let fields: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.value.as_str())).collect();
+    assert_eq!(
+        fields,
+        [
+            ("spec.imageDigestMirrors[0].mirrors[1]", "Bad.io/NS"),
+            ("spec.imageDigestMirrors[0].mirrors[2]", "*.wild.io"),
+            ("spec.imageDigestMirrors[1].source", ""),
+        ]
+    );
+    assert!(errors.iter().all(|e| e.object == "ImageDigestMirrorSet/bad"));
+    assert_eq!(
+        errors[0].to_string(),
+        "ImageDigestMirrorSet/bad: spec.imageDigestMirrors[0].mirrors[1] = \"Bad.io/NS\": invalid format for mirror \"Bad.io/NS\": expected host[:port][/path] with a lowercase path"
+    );
+}
+
+#[test]
+fn a_scheme_in_a_source_is_refused_with_a_hint() {
+    let e = policy(&idms("s", "  - source: docker://quay.io\n    mirrors: [m.io]\n")).unwrap_err();
+    assert!(e.to_string().contains("without a scheme"), "{e}");
+}
+
+#[test]
+fn conflicting_policies_across_kinds_are_refused_whatever_the_file_order() {
+    let a = idms("a", "  - source: q.io/ns\n    mirrors: [m1.io/ns]\n    mirrorSourcePolicy: NeverContactSource\n");
+    let b = itms("b", "  - source: q.io/ns\n    mirrors: [m2.io/ns]\n");
+    for yaml in [format!("{a}{b}"), format!("{b}{a}")] {
+        let e = policy(&yaml).unwrap_err().0;
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].object, "ImageTagMirrorSet/b");
+        assert_eq!(e[0].field, "spec.imageTagMirrors[0].mirrorSourcePolicy");
+        assert!(e[0].message.contains("conflicting mirrorSourcePolicy is set for the same source \"q.io/ns\""));
+    }
+}
+
+#[test]
+fn icsp_counts_as_allow_contacting_source() {
+    let icsp = "apiVersion: operator.openshift.io/v1alpha1\nkind: ImageContentSourcePolicy\nmetadata: {name: c}\nspec:\n  repositoryDigestMirrors:\n  - source: q.io\n    mirrors: [m.io]\n---\n";
+    let never = idms("n", "  - source: q.io\n    mirrors: [m2.io]\n    mirrorSourcePolicy: NeverContactSource\n");
+    assert!(policy(&format!("{icsp}{never}")).is_err());
+    let allow = idms("n", "  - source: q.io\n    mirrors: [m2.io]\n    mirrorSourcePolicy: AllowContactingSource\n");
+    assert!(policy(&format!("{icsp}{allow}")).is_ok());
+}
+
+#[test]
+fn dropped_entries_still_take_part_in_policy_checks() {
+    // Mirrors equal to the source drop the entry from rendering, but its policy still conflicts.
+    let a = idms("a", "  - source: q.io\n    mirrors: [q.io]\n");
+    let b = idms("b", "  - source: q.io\n    mirrors: [m.io]\n    mirrorSourcePolicy: NeverContactSource\n");
+    assert!(policy(&format!("{a}{b}")).is_err());
+    let p = policy(&a).unwrap();
+    assert!(p.digest_sets.is_empty() && !p.touches_registries_conf());
+}
+
+#[test]
+fn never_contact_source_marks_the_set() {
+    let p = policy(&idms("a", "  - source: q.io\n    mirrors: [m.io]\n    mirrorSourcePolicy: NeverContactSource\n")).unwrap();
+    assert!(p.digest_sets[0].never_contact_source);
+    let e = policy(&idms("a", "  - source: q.io\n    mirrors: [m.io, q.io]\n    mirrorSourcePolicy: NeverContactSource\n"))
+        .unwrap_err();
+    assert!(e.0[0].message.starts_with("cannot set mirrorSourcePolicy: NeverContactSource if the source \"q.io\""));
+    assert_eq!(e.0[0].field, "spec.imageDigestMirrors[0].mirrors[1]");
+}
+
+#[test]
+fn merges_per_exact_source_across_objects() {
+    let a = idms("a", "  - source: q.io\n    mirrors: [c.io, d.io]\n  - source: q.io/ns\n    mirrors: [x.io]\n");
+    let b = idms("b", "  - source: q.io\n    mirrors: [a.io, b.io, c.io]\n");
+    let p = policy(&format!("{a}{b}")).unwrap();
+    assert_eq!(p.digest_sets.len(), 2);
+    assert_eq!(p.digest_sets[0].mirrors, ["a.io", "b.io", "c.io", "d.io"]);
+    assert_eq!(p.digest_sets[1].source, "q.io/ns");
+}
+
+#[test]
+fn image_scopes_are_checked() {
+    let image = |rs: &str| {
+        format!("apiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {{name: cluster}}\nspec:\n  registrySources:\n{rs}")
+    };
+    let e = policy(&image("    insecureRegistries: ['', 'a.*.io']\n    containerRuntimeSearchRegistries: ['q.io/ns']\n")).unwrap_err();
+    let fields: Vec<_> = e.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.registrySources.insecureRegistries[0]",
+            "spec.registrySources.insecureRegistries[1]",
+            "spec.registrySources.containerRuntimeSearchRegistries[0]"
+        ]
+    );
+    let p = policy(&image("    blockedRegistries: ['*.b.io']\n    containerRuntimeSearchRegistries: ['q.io:5000']\n")).unwrap();
+    assert_eq!(p.blocked_scopes, ["*.b.io"]);
+    assert_eq!(p.search_registries, ["q.io:5000"]);
+}

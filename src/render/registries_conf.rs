@@ -54,7 +54,7 @@ pub fn render(policy: &Policy, base: &str) -> Result<String, RenderError> {
             }
         }
     }
-    let mut edit = Edit::new(registries);
+    let mut edit = Edit::new(registries, base.trim().is_empty());
 
     for (sets, mode) in [(&policy.digest_sets, DIGEST_ONLY), (&policy.tag_sets, TAG_ONLY)] {
         for set in sets.iter() {
@@ -108,16 +108,18 @@ struct Edit<'a> {
     registries: &'a mut ArrayOfTables,
     /// scope -> index of its table, so each lookup is O(1) even with tens of thousands of entries.
     index: HashMap<String, usize>,
+    /// No blank line before the first table of an otherwise empty file.
+    empty_file: bool,
 }
 
 impl<'a> Edit<'a> {
-    fn new(registries: &'a mut ArrayOfTables) -> Self {
+    fn new(registries: &'a mut ArrayOfTables, empty_file: bool) -> Self {
         let mut index = HashMap::with_capacity(registries.len());
         for (i, t) in registries.iter().enumerate() {
             // The first table for a scope wins, as in the reference.
             index.entry(scope_of(t).to_string()).or_insert(i);
         }
-        Edit { registries, index }
+        Edit { registries, index, empty_file }
     }
 
     fn table(&mut self, i: usize) -> &mut Table {
@@ -135,7 +137,8 @@ impl<'a> Edit<'a> {
         } else {
             t["location"] = value(scope);
         }
-        t.decor_mut().set_prefix("\n");
+        let first = self.empty_file && self.registries.is_empty();
+        t.decor_mut().set_prefix(if first { "" } else { "\n" });
         self.registries.push(t);
         let i = self.registries.len() - 1;
         self.index.insert(scope.to_string(), i);
@@ -265,3 +268,6 @@ fn append_mirror(t: &mut Table, mut m: Table) {
     let item = t.entry("mirror").or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
     item.as_array_of_tables_mut().expect("checked when the base was read").push(m);
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, golden, property and real-client tests (skopeo, docker-registry,
+# containerd, sshd, openssl on loopback). Installs the Debian packages those tests need when they
+# are missing (needs root for that), then runs cargo test. Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# binary:package pairs the real-client tests run.
+tools="skopeo:skopeo docker-registry:docker-registry containerd:containerd ctr:containerd sshd:openssh-server
+openssl:openssl curl:curl tar:tar gzip:gzip"
+missing=()
+for pair in $tools; do
+  bin=${pair%%:*}
+  pkg=${pair##*:}
+  if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ]; then
+    missing+=("$pkg")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: these packages are missing and installing them needs root: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  # Keep the packages' services (sshd, containerd, the registry) from starting: the tests start
+  # their own on loopback and stop them by pid.
+  cleanup_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    cleanup_policy=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+  if [ "$cleanup_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+cargo test --locked "$@"
