@@ -6,6 +6,7 @@
 //! keep them but they do not change what is rendered.
 
 mod load;
+pub mod pull_secret;
 
 pub use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 pub use load::{load_paths, load_text, LoadError};

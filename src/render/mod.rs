@@ -1,9 +1,11 @@
 //! Pure renderers: policy (plus the node's base file) in, [`FileSet`] out. Nothing here touches the
 //! filesystem; the sinks do.
 
+pub mod hosts_toml;
 pub mod registries_conf;
 
-use crate::fileset::{FileSet, PathError, MODE_PUBLIC};
+use crate::fileset::{FileSet, PathError, MODE_PRIVATE, MODE_PUBLIC};
+use crate::model::pull_secret::PullSecret;
 use crate::model::Inputs;
 use crate::policy::Policy;
 
@@ -24,8 +26,8 @@ pub enum RenderError {
     RegistriesConf(#[from] registries_conf::RenderError),
     #[error(transparent)]
     Path(#[from] PathError),
-    #[error("--target {0:?} is not implemented yet")]
-    NotImplemented(Target),
+    #[error(transparent)]
+    HostsToml(#[from] hosts_toml::HostsError),
 }
 
 /// What renderers read besides the policy.
@@ -48,7 +50,16 @@ pub fn render(targets: &[Target], node: &NodeInputs<'_>) -> Result<FileSet, Rend
                     files.insert(registries_conf::SEARCH_DROP_IN_PATH, drop_in, MODE_PUBLIC)?;
                 }
             }
-            other => return Err(RenderError::NotImplemented(*other)),
+            Target::Containerd | Target::Windows => {
+                let layout = if *target == Target::Windows { hosts_toml::Layout::Windows } else { hosts_toml::Layout::Linux };
+                let pull_secret = PullSecret::from_inputs(node.inputs).map_err(hosts_toml::HostsError::from)?;
+                let cas = hosts_toml::CaFiles::new();
+                for f in hosts_toml::render(node.policy, pull_secret.as_ref(), &cas)? {
+                    // A file with registry credentials is readable by root only.
+                    let mode = if f.has_credentials { MODE_PRIVATE } else { MODE_PUBLIC };
+                    files.insert(layout.file_path(&f.host), f.text, mode)?;
+                }
+            }
         }
     }
     Ok(files)

@@ -1,0 +1,320 @@
+//! containerd `hosts.toml` trees: Windows nodes (`C:\k\containerd\registries\<dir>\hosts.toml`, the
+//! Windows Machine Config Operator's format) and Linux nodes that run containerd
+//! (`/etc/containerd/certs.d/<host[:port]>/hosts.toml`).
+//!
+//! containerd mirrors whole registries, not repositories: every source of one registry host is merged
+//! into that host's file. A mirror is cut down to the part before the source's repository path, which
+//! becomes `/v2/<prefix>` with `override_path = true` (containerd appends the repository itself).
+//! Unlike the reference operator: a port makes a `host_port_` folder on Windows, duplicate mirrors
+//! collapse into one table, the admin's mirror order is kept (topological merge), any
+//! `NeverContactSource` wins, insecure registries get `skip_verify`, and registry CAs are referenced.
+
+use crate::model::pull_secret::{PullSecret, PullSecretError};
+use crate::policy::{merge::merge_mirror_lists, scope, Policy};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+/// Where the tree lives under a node's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `C:\k\containerd\registries` (written as `k/containerd/registries` under the root).
+    Windows,
+    /// `/etc/containerd/certs.d`.
+    Linux,
+}
+
+pub const WINDOWS_ROOT: &str = "k/containerd/registries";
+pub const LINUX_ROOT: &str = "etc/containerd/certs.d";
+
+impl Layout {
+    pub fn root(self) -> &'static str {
+        match self {
+            Layout::Windows => WINDOWS_ROOT,
+            Layout::Linux => LINUX_ROOT,
+        }
+    }
+
+    /// The folder containerd looks up for a registry host: on Windows a `:` cannot be in a path, and
+    /// containerd tries `host_port_` first.
+    pub fn dir_name(self, host: &str) -> String {
+        match (self, host.split_once(':')) {
+            (Layout::Windows, Some((h, port))) => format!("{h}_{port}_"),
+            _ => host.to_string(),
+        }
+    }
+
+    pub fn file_path(self, host: &str) -> String {
+        format!("{}/{}/hosts.toml", self.root(), self.dir_name(host))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostsError {
+    #[error(transparent)]
+    PullSecret(#[from] PullSecretError),
+    #[error("internal error: the hosts.toml template failed: {0}")]
+    Template(#[from] minijinja::Error),
+    #[error("internal error: rendered hosts.toml for {host} does not parse back: {error}\n{text}")]
+    Unparsable { host: String, error: String, text: String },
+}
+
+/// What a registry host's CA is called next to its hosts.toml (issue: registry CAs).
+pub type CaFiles = BTreeMap<String, String>;
+
+/// One rendered registry: the host (`host[:port]`) and its hosts.toml text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostsFile {
+    pub host: String,
+    pub text: String,
+    /// The file carries pull-secret credentials.
+    pub has_credentials: bool,
+}
+
+#[derive(Serialize)]
+struct FileView {
+    server: String,
+    server_ca: Option<String>,
+    server_skip_verify: bool,
+    hosts: Vec<HostView>,
+}
+
+#[derive(Serialize)]
+struct HostView {
+    url: String,
+    capabilities: Vec<&'static str>,
+    ca: Option<String>,
+    skip_verify: bool,
+    authorization: Option<String>,
+}
+
+static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
+    let mut env = minijinja::Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.add_filter("toml", toml_filter);
+    env.add_template("hosts.toml", include_str!("../../templates/hosts.toml.j2")).expect("the bundled template parses");
+    env
+});
+
+/// Writes a string, or a list of strings, as a TOML value with every character escaped as needed.
+fn toml_filter(v: minijinja::Value) -> Result<String, minijinja::Error> {
+    if let Some(s) = v.as_str() {
+        return Ok(toml_edit::Value::from(s).to_string());
+    }
+    let mut array = toml_edit::Array::new();
+    for item in v.try_iter()? {
+        let s = item.as_str().ok_or_else(|| {
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "toml filter takes strings")
+        })?;
+        array.push(s);
+    }
+    Ok(array.to_string())
+}
+
+/// The mirror part that containerd sees as the registry endpoint: the trailing path components the
+/// mirror shares with the source are dropped (containerd appends the repository path itself). The
+/// host is never dropped.
+pub fn cut_down(mirror: &str, source: &str) -> String {
+    let mut m: Vec<&str> = mirror.split('/').collect();
+    let mut s: Vec<&str> = source.split('/').collect();
+    while m.len() > 1 && s.len() > 1 && m.last() == s.last() {
+        m.pop();
+        s.pop();
+    }
+    m.join("/")
+}
+
+/// `https://<host>/v2[/<prefix>]` for a cut-down mirror location.
+fn endpoint_url(location: &str) -> String {
+    match location.split_once('/') {
+        Some((host, prefix)) => format!("https://{host}/v2/{prefix}"),
+        None => format!("https://{location}/v2"),
+    }
+}
+
+/// The upstream endpoint of a registry host. Docker Hub's API lives on `registry-1.docker.io`.
+fn server_url(host: &str) -> String {
+    match host {
+        "docker.io" => "https://registry-1.docker.io/v2".to_string(),
+        _ => format!("https://{host}/v2"),
+    }
+}
+
+#[derive(Default)]
+struct HostPlan<'a> {
+    digest_lists: Vec<Vec<String>>,
+    tag_lists: Vec<Vec<String>>,
+    never_contact_source: bool,
+    sources: BTreeSet<&'a str>,
+}
+
+fn plan(policy: &Policy) -> BTreeMap<&str, HostPlan<'_>> {
+    let mut hosts: BTreeMap<&str, HostPlan<'_>> = BTreeMap::new();
+    let digest = policy.digest_entries.iter().map(|e| (e, false));
+    let tag = policy.tag_entries.iter().map(|e| (e, true));
+    for (e, is_tag) in digest.chain(tag).filter(|(e, _)| !scope::is_wildcard(&e.source)) {
+        let p = hosts.entry(scope::host_and_port(&e.source)).or_default();
+        let list: Vec<String> = e.mirrors.iter().map(|m| cut_down(m, &e.source)).collect();
+        if is_tag {
+            p.tag_lists.push(list);
+        } else {
+            p.digest_lists.push(list);
+        }
+        p.never_contact_source |= e.never_contact_source;
+        p.sources.insert(&e.source);
+    }
+    hosts
+}
+
+fn is_insecure(policy: &Policy, location: &str) -> bool {
+    let host = scope::host_and_port(location);
+    policy.insecure_scopes.iter().any(|s| scope::is_nested(location, s) || scope::is_nested(host, s))
+}
+
+/// Renders one hosts.toml per registry host that has mirrors, blocked hosts, and hosts with only a CA
+/// (`cas`: host -> CA file name next to the hosts.toml). Every file is parsed back before it is
+/// returned, since containerd silently ignores a file it cannot parse.
+pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) -> Result<Vec<HostsFile>, HostsError> {
+    let mut out = Vec::new();
+    let mut plans = plan(policy);
+    // A whole-host blocked scope: with mirrors, the source is never contacted; without, the host is
+    // pointed at a reserved name that never resolves, the closest containerd gets to "blocked".
+    let blocked_hosts: BTreeSet<&str> = policy
+        .blocked_scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.contains('/') && !scope::is_wildcard(s))
+        .collect();
+    for h in &blocked_hosts {
+        plans.entry(h).or_default();
+    }
+    for h in cas.keys() {
+        plans.entry(h.as_str()).or_default();
+    }
+
+    for (host, p) in plans {
+        let digest_lists: Vec<&[String]> = p.digest_lists.iter().map(Vec::as_slice).collect();
+        let tag_lists: Vec<&[String]> = p.tag_lists.iter().map(Vec::as_slice).collect();
+        let mut mirrors: Vec<(String, bool)> = merge_mirror_lists(host, &digest_lists).into_iter().map(|m| (m, false)).collect();
+        for m in merge_mirror_lists(host, &tag_lists) {
+            match mirrors.iter_mut().find(|(existing, _)| *existing == m) {
+                Some(entry) => entry.1 = true,
+                None => mirrors.push((m, true)),
+            }
+        }
+        let blocked = blocked_hosts.contains(host);
+        let ca_for = |location: &str| cas.get(scope::host_and_port(location)).cloned();
+        let mut hosts: Vec<HostView> = mirrors
+            .iter()
+            .map(|(location, resolve)| HostView {
+                url: endpoint_url(location),
+                capabilities: if *resolve { vec!["pull", "resolve"] } else { vec!["pull"] },
+                ca: ca_for(location),
+                skip_verify: is_insecure(policy, location),
+                authorization: pull_secret.and_then(|s| s.auth_for(location)).map(|a| format!("Basic {a}")),
+            })
+            .collect();
+        let server = if hosts.is_empty() {
+            if blocked {
+                let unreachable = format!("https://{}.blocked.invalid/v2", scope::host_part(host));
+                hosts.push(HostView { url: unreachable.clone(), capabilities: vec!["pull", "resolve"], ca: None, skip_verify: false, authorization: None });
+                unreachable
+            } else {
+                // Only a CA: containerd needs at least one [host] table, so the registry itself is it.
+                let url = server_url(host);
+                hosts.push(HostView {
+                    url: url.clone(),
+                    capabilities: vec!["pull", "resolve"],
+                    ca: ca_for(host),
+                    skip_verify: is_insecure(policy, host),
+                    authorization: None,
+                });
+                url
+            }
+        } else if p.never_contact_source || blocked {
+            hosts[0].url.clone()
+        } else {
+            server_url(host)
+        };
+        let source_is_server = server == server_url(host);
+        let view = FileView {
+            server_ca: if source_is_server { ca_for(host) } else { None },
+            server_skip_verify: source_is_server && is_insecure(policy, host),
+            server,
+            hosts,
+        };
+        let has_credentials = view.hosts.iter().any(|h| h.authorization.is_some());
+        let text = TEMPLATES.get_template("hosts.toml").expect("registered").render(&view)?;
+        if let Err(e) = text.parse::<toml_edit::DocumentMut>() {
+            return Err(HostsError::Unparsable { host: host.to_string(), error: e.to_string(), text });
+        }
+        out.push(HostsFile { host: host.to_string(), text, has_credentials });
+    }
+    Ok(out)
+}
+
+/// What containerd cannot express for this policy: each warning says what will happen instead.
+pub fn warnings(policy: &Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in policy.digest_entries.iter().chain(&policy.tag_entries) {
+        if scope::is_wildcard(&e.source) {
+            out.push(format!(
+                "{}: source {:?} is a wildcard; containerd hosts.toml names exact registry hosts, so containerd and Windows nodes get no mirrors for it",
+                e.object, e.source
+            ));
+            continue;
+        }
+        let path = e.source.split_once('/').map_or("", |(_, p)| p);
+        for m in &e.mirrors {
+            if !path.is_empty() && !m.ends_with(&format!("/{path}")) {
+                out.push(format!(
+                    "{}: mirror {m:?} does not end with the source's repository path {path:?}; containerd looks for {}/... at {}/{path}/...",
+                    e.object, e.source, cut_down(m, &e.source)
+                ));
+            }
+        }
+    }
+    for (host, p) in plan(policy) {
+        let per_source: BTreeMap<&str, BTreeSet<String>> = p
+            .sources
+            .iter()
+            .map(|s| {
+                let ms = policy
+                    .digest_entries
+                    .iter()
+                    .chain(&policy.tag_entries)
+                    .filter(|e| e.source == *s)
+                    .flat_map(|e| e.mirrors.iter().map(|m| cut_down(m, &e.source)))
+                    .collect();
+                (*s, ms)
+            })
+            .collect();
+        let distinct: BTreeSet<&BTreeSet<String>> = per_source.values().collect();
+        if distinct.len() > 1 {
+            let sources: Vec<&str> = per_source.keys().copied().collect();
+            out.push(format!(
+                "registry {host}: sources {sources:?} have different mirrors; containerd mirrors whole registries, so images of each source are also looked for on the other sources' mirrors (under their own path)"
+            ));
+        }
+        let never: Vec<&str> = p.sources.iter().copied().filter(|s| {
+            policy.digest_entries.iter().chain(&policy.tag_entries).any(|e| e.source == *s && e.never_contact_source)
+        }).collect();
+        if !never.is_empty() && never.len() < p.sources.len() {
+            out.push(format!(
+                "registry {host}: NeverContactSource on {never:?} applies to the whole registry on containerd and Windows nodes"
+            ));
+        }
+    }
+    for s in &policy.blocked_scopes {
+        if s.contains('/') || scope::is_wildcard(s) {
+            out.push(format!(
+                "blocked registry {s:?}: containerd can only block whole registry hosts; containerd and Windows nodes do not block it"
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
