@@ -272,3 +272,79 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A CA and a server certificate for the given loopback IPs, made with the openssl command.
+pub struct TlsFiles {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn make_tls(ips: &[&str]) -> TlsFiles {
+    let openssl = require_tool("openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl).args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mirrorconf test CA", "-keyout", "ca.key", "-out", "ca.crt"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
+    let san: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
+    fs::write(p("ext.cnf"), format!("subjectAltName={}\nbasicConstraints=CA:FALSE\n", san.join(","))).unwrap();
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt"]);
+    TlsFiles { ca_cert: p("ca.crt"), server_cert: p("server.crt"), server_key: p("server.key"), dir }
+}
+
+/// Debian's containerd, run as root with its own root, state and socket in a temp dir and the CRI
+/// plugin disabled.
+pub struct Containerd {
+    pub server: Server,
+    pub socket: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        let bin = require_tool("containerd");
+        require_tool("ctr");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let socket = d.join("c.sock");
+        let config = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n[debug]\n  level = \"debug\"\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{opt}\"\n",
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = socket.display(),
+            opt = d.join("opt").display()
+        );
+        fs::write(d.join("config.toml"), config).unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config").arg(d.join("config.toml"));
+        let mut server = Server::spawn(cmd, d.join("containerd.log"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("containerd exited with {status}:\n{}", server.log_text());
+            }
+            assert!(Instant::now() < deadline, "containerd did not create its socket:\n{}", server.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Containerd { server, socket, dir }
+    }
+
+    /// `ctr content fetch --hosts-dir DIR REF` in namespace `ns`, bounded in time.
+    pub fn fetch(&self, ns: &str, hosts_dir: &Path, reference: &str) -> std::process::Output {
+        Command::new("timeout")
+            .arg("60")
+            .arg(require_tool("ctr"))
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["-n", ns, "content", "fetch", "--hosts-dir"])
+            .arg(hosts_dir)
+            .arg(reference)
+            .output()
+            .unwrap()
+    }
+}
