@@ -66,7 +66,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let mut targets = args.targets.clone();
             targets.sort();
             targets.dedup();
-            let report = node::render_to_root(&args.manifests, &args.root, args.base.as_deref(), &targets)?;
+            let node::Rendered { policy, report } =
+                node::render_to_root(&args.manifests, &args.root, args.base.as_deref(), &targets)?;
+            if targets.iter().any(|t| *t != Target::Linux) {
+                print_hosts_warnings(&policy);
+            }
             for p in &report.written {
                 println!("wrote     {}", args.root.join(p).display());
             }
@@ -88,8 +92,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 policy.digest_sets.len(),
                 policy.tag_sets.len()
             );
+            print_hosts_warnings(&policy);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// What containerd (Linux containerd and Windows nodes) cannot express; a warning, not a failure.
+fn print_hosts_warnings(policy: &crate::policy::Policy) {
+    for w in crate::render::hosts_toml::warnings(policy) {
+        eprintln!("warning (containerd and Windows nodes): {w}");
     }
 }
 

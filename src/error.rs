@@ -21,12 +21,15 @@ pub enum Error {
     Read { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A flag names something that cannot be used (e.g. a missing --base file).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {
     /// True when the input (manifests, base file, flags) is at fault rather than the machine.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, Error::Load(_) | Error::Invalid(_) | Error::Base { .. } | Error::Render(_))
+        matches!(self, Error::Load(_) | Error::Invalid(_) | Error::Base { .. } | Error::Render(_) | Error::Usage(_))
     }
 }
 

@@ -41,10 +41,8 @@ pub fn resolve_base(root: &Path, explicit: Option<&Path>, sink: &LocalSink) -> R
         }
     };
     if let Some(path) = explicit {
-        let text = read(path)?.ok_or_else(|| Error::Read {
-            path: path.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::NotFound, "no such file (--base)"),
-        })?;
+        let text = read(path)?
+            .ok_or_else(|| Error::Usage(format!("--base {}: no such file", path.display())))?;
         return Ok(Base { text, origin: path.to_path_buf(), adopt: false });
     }
     let adopted = root.join(ADOPTED_BASE_PATH);
@@ -68,7 +66,7 @@ pub fn render_to_root<P: AsRef<Path>>(
     root: &Path,
     base: Option<&Path>,
     targets: &[Target],
-) -> Result<ApplyReport, Error> {
+) -> Result<Rendered, Error> {
     let (inputs, policy) = load_policy(manifests)?;
     let sink = LocalSink::new(root);
     let base = if targets.contains(&Target::Linux) {
@@ -83,7 +81,15 @@ pub fn render_to_root<P: AsRef<Path>>(
             .and_then(|()| write_atomic(&path, base.text.as_bytes(), 0o644))
             .map_err(|source| Error::Read { path, source })?;
     }
-    Ok(sink.apply(&files)?)
+    let report = sink.apply(&files)?;
+    Ok(Rendered { policy, report })
+}
+
+/// What a render did, and the policy it applied.
+#[derive(Debug)]
+pub struct Rendered {
+    pub policy: Policy,
+    pub report: ApplyReport,
 }
 
 /// The pure part: the files for `targets`.
