@@ -10,6 +10,18 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// Merges the mirror lists of every entry for `source` into one preference order. The source itself
 /// is dropped when it comes out last, since the runtime tries it after the mirrors anyway.
 pub fn merge_mirror_lists<S: AsRef<str>>(source: &str, lists: &[&[S]]) -> Vec<String> {
+    // One list without repeats is a chain: the graph gives it back as it is. This is by far the
+    // most common case, so it skips building the graph.
+    if let [only] = lists {
+        let mut seen = std::collections::HashSet::with_capacity(only.len());
+        if only.iter().all(|m| seen.insert(m.as_ref())) {
+            let mut out: Vec<String> = only.iter().map(|m| m.as_ref().to_string()).collect();
+            if out.last().map(String::as_str) == Some(source) {
+                out.pop();
+            }
+            return out;
+        }
+    }
     // BTreeMap/BTreeSet give the bytewise order the algorithm is defined with.
     let mut successors: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for list in lists {

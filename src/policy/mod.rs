@@ -8,8 +8,9 @@ pub mod merge;
 pub mod scope;
 
 use crate::model::{object_ref, Inputs, MirrorEntry, ALLOW_CONTACTING_SOURCE, NEVER_CONTACT_SOURCE};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 /// One problem in the input, pointing at the object, the field and the offending value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +56,8 @@ pub enum Group {
 /// repeat the source are dropped, as the reference does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceEntry {
-    pub object: String,
+    /// `Kind/name` of the object, shared by all its entries.
+    pub object: Arc<str>,
     pub source: String,
     pub mirrors: Vec<String>,
     pub never_contact_source: bool,
@@ -89,7 +91,7 @@ pub struct Policy {
 
 impl Policy {
     pub fn from_inputs(inputs: &Inputs) -> Result<Policy, ValidationErrors> {
-        let mut v = Validator::default();
+        let mut v = Validator { errors: Vec::new(), policies: HashMap::new() };
         let mut policy = Policy::default();
 
         // Sorted by name so that which object a conflict is reported on never depends on file order.
@@ -101,17 +103,17 @@ impl Policy {
         itms.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
 
         for o in idms {
-            let object = object_ref("ImageDigestMirrorSet", &o.metadata);
+            let object: Arc<str> = object_ref("ImageDigestMirrorSet", &o.metadata).into();
             let entries = &o.spec.image_digest_mirrors;
             v.entries(&object, "spec.imageDigestMirrors", entries, true, &mut policy.digest_entries);
         }
         for o in icsp {
-            let object = object_ref("ImageContentSourcePolicy", &o.metadata);
+            let object: Arc<str> = object_ref("ImageContentSourcePolicy", &o.metadata).into();
             let entries = &o.spec.repository_digest_mirrors;
             v.entries(&object, "spec.repositoryDigestMirrors", entries, false, &mut policy.digest_entries);
         }
         for o in itms {
-            let object = object_ref("ImageTagMirrorSet", &o.metadata);
+            let object: Arc<str> = object_ref("ImageTagMirrorSet", &o.metadata).into();
             let entries = &o.spec.image_tag_mirrors;
             v.entries(&object, "spec.imageTagMirrors", entries, true, &mut policy.tag_entries);
         }
@@ -185,14 +187,13 @@ fn merged_sets(entries: &[SourceEntry]) -> Vec<MirrorSet> {
         .collect()
 }
 
-#[derive(Default)]
-struct Validator {
+struct Validator<'i> {
     errors: Vec<ValidationError>,
     /// source -> (policy, object that first set it), across IDMS, ICSP and ITMS.
-    policies: BTreeMap<String, (&'static str, String)>,
+    policies: HashMap<&'i str, (&'static str, Arc<str>)>,
 }
 
-impl Validator {
+impl<'i> Validator<'i> {
     fn error(&mut self, object: &str, field: &str, value: &str, message: impl Into<String>) {
         self.errors.push(ValidationError {
             object: object.to_string(),
@@ -204,14 +205,15 @@ impl Validator {
 
     fn entries(
         &mut self,
-        object: &str,
+        object: &Arc<str>,
         path: &str,
-        entries: &[MirrorEntry],
+        entries: &'i [MirrorEntry],
         has_policy_field: bool,
         out: &mut Vec<SourceEntry>,
     ) {
         for (i, entry) in entries.iter().enumerate() {
-            let at = format!("{path}[{i}]");
+            // Field paths are only built for messages: this loop runs once per entry of every object.
+            let at = || format!("{path}[{i}]");
             let errors_before = self.errors.len();
             let source = entry.source.as_str();
             if !scope::is_valid_source(source) {
@@ -222,7 +224,7 @@ impl Validator {
                 } else {
                     format!("invalid format for source {source:?}: expected host[:port][/path] (lowercase path) or *.domain")
                 };
-                self.error(object, &format!("{at}.source"), source, why);
+                self.error(object, &format!("{}.source", at()), source, why);
             }
             let policy = match entry.mirror_source_policy.as_deref() {
                 None | Some("") => ALLOW_CONTACTING_SOURCE,
@@ -231,7 +233,7 @@ impl Validator {
                 Some(other) => {
                     self.error(
                         object,
-                        &format!("{at}.mirrorSourcePolicy"),
+                        &format!("{}.mirrorSourcePolicy", at()),
                         other,
                         "mirrorSourcePolicy must be AllowContactingSource or NeverContactSource",
                     );
@@ -244,34 +246,34 @@ impl Validator {
                         "conflicting mirrorSourcePolicy is set for the same source {source:?} in imagedigestmirrorsets, \
                          imagetagmirrorsets, or imagecontentsourcepolicies ({first_object} sets {first})"
                     );
-                    self.error(object, &format!("{at}.mirrorSourcePolicy"), policy, message);
+                    self.error(object, &format!("{}.mirrorSourcePolicy", at()), policy, message);
                 }
                 Some(_) => {}
                 None => {
-                    self.policies.insert(source.to_string(), (policy, object.to_string()));
+                    self.policies.insert(source, (policy, Arc::clone(object)));
                 }
             }
             for (j, mirror) in entry.mirrors.iter().enumerate() {
-                let field = format!("{at}.mirrors[{j}]");
+                let field = || format!("{}.mirrors[{j}]", at());
                 if !scope::is_valid_mirror(mirror) {
                     let why = if mirror.contains("://") {
                         format!("invalid format for mirror {mirror:?}: a mirror is host[:port][/path], without a scheme")
                     } else {
                         format!("invalid format for mirror {mirror:?}: expected host[:port][/path] with a lowercase path")
                     };
-                    self.error(object, &field, mirror, why);
+                    self.error(object, &field(), mirror, why);
                 }
                 if policy == NEVER_CONTACT_SOURCE && mirror == source {
                     let message = format!(
                         "cannot set mirrorSourcePolicy: NeverContactSource if the source {source:?} is one of the mirrors"
                     );
-                    self.error(object, &field, mirror, message);
+                    self.error(object, &field(), mirror, message);
                 }
             }
             let real_mirror = entry.mirrors.iter().any(|m| m != source);
             if self.errors.len() == errors_before && real_mirror {
                 out.push(SourceEntry {
-                    object: object.to_string(),
+                    object: Arc::clone(object),
                     source: source.to_string(),
                     mirrors: entry.mirrors.clone(),
                     never_contact_source: policy == NEVER_CONTACT_SOURCE,

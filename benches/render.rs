@@ -1,0 +1,59 @@
+//! Rendering N ImageDigestMirrorSet entries, YAML parsing included: load + validate + merge +
+//! registries.conf (and the Windows hosts.toml tree). The reference (openshift/runtime-utils) is
+//! quadratic in N; mirrorconf should grow near-linearly.
+//!
+//! cargo bench --bench render
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mirrorconf::model::load_text;
+use mirrorconf::policy::Policy;
+use mirrorconf::render::{hosts_toml, registries_conf};
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+/// N entries over 100 objects, each with two mirrors, over 50 registries: realistic oc-mirror output.
+fn manifests(n: usize) -> String {
+    let per_object = n.div_ceil(100);
+    let mut out = String::with_capacity(n * 160);
+    for (i, _) in (0..n).step_by(per_object).enumerate() {
+        write!(out, "---\napiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata:\n  name: idms-{i}\nspec:\n  imageDigestMirrors:\n").unwrap();
+        for j in i * per_object..((i + 1) * per_object).min(n) {
+            let reg = j % 50;
+            write!(
+                out,
+                "  - source: registry-{reg}.example.com/team-{j}/app\n    mirrors:\n    - mirror.corp.example:8443/r{reg}/team-{j}/app\n    - backup.corp.example/r{reg}/team-{j}/app\n"
+            )
+            .unwrap();
+        }
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let base = "unqualified-search-registries = ['registry.access.redhat.com', 'docker.io']\n";
+    let mut group = c.benchmark_group("render_idms_entries");
+    group.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1));
+    for n in [1_000usize, 10_000, 20_000, 100_000] {
+        let yaml = manifests(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("registries_conf", n), &yaml, |b, yaml| {
+            b.iter(|| {
+                let inputs = load_text(Path::new("bench.yaml"), yaml).unwrap();
+                let policy = Policy::from_inputs(&inputs).unwrap();
+                registries_conf::render(&policy, base).unwrap()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("windows_hosts_toml", n), &yaml, |b, yaml| {
+            b.iter(|| {
+                let inputs = load_text(Path::new("bench.yaml"), yaml).unwrap();
+                let policy = Policy::from_inputs(&inputs).unwrap();
+                hosts_toml::render(&policy, None, &hosts_toml::CaFiles::new()).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
