@@ -1,0 +1,148 @@
+//! Property tests: random valid policies always render to files that parse, keep the base, say
+//! what the policy says, and do not depend on the order of the objects.
+
+use mirrorconf::model::load_text;
+use mirrorconf::policy::Policy;
+use mirrorconf::render::{hosts_toml, registries_conf};
+use proptest::prelude::*;
+use std::path::Path;
+
+const HOSTS: [&str; 3] = ["a.io", "b.io:5000", "c.example.com"];
+const PATHS: [&str; 4] = ["", "/ns", "/ns/app", "/x"];
+const MIRROR_HOSTS: [&str; 3] = ["m1.io", "m2.io:8443", "m3.corp"];
+const MIRROR_PATHS: [&str; 3] = ["", "/p", "/ns/app"];
+const SCOPES: [&str; 5] = ["a.io", "b.io:5000/ns", "*.example.com", "m3.corp", "c.example.com/x"];
+const BASES: [&str; 3] = [
+    "",
+    "unqualified-search-registries = ['registry.access.redhat.com', 'docker.io']\n",
+    "# admin's file\nshort-name-mode = \"enforcing\"\n\n[[registry]]\nlocation = \"base.internal\"  # own entry\n\n[[registry.mirror]]\nlocation = \"base-mirror.internal\"\n\n[aliases]\n\"x\" = \"base.internal/x\"\n",
+];
+
+fn source(i: usize) -> String {
+    format!("{}{}", HOSTS[i % 3], PATHS[i / 3 % 4])
+}
+
+fn mirror(i: usize) -> String {
+    format!("{}{}", MIRROR_HOSTS[i % 3], MIRROR_PATHS[i / 3 % 3])
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    /// (kind 0=IDMS 1=ITMS 2=ICSP, entries of (source index, mirror indexes))
+    objects: Vec<(u8, Vec<(usize, Vec<usize>)>)>,
+    /// Sources under NeverContactSource (by index).
+    never: Vec<bool>,
+    insecure: Vec<usize>,
+    blocked: Vec<usize>,
+    base: usize,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let entry = (0usize..12, prop::collection::vec(0usize..9, 0..4));
+    let object = (0u8..3, prop::collection::vec(entry, 0..4));
+    (
+        prop::collection::vec(object, 0..6),
+        prop::collection::vec(any::<bool>(), 12),
+        prop::collection::vec(0usize..5, 0..3),
+        prop::collection::vec(0usize..5, 0..3),
+        0usize..3,
+    )
+        .prop_map(|(objects, never, insecure, blocked, base)| Case { objects, never, insecure, blocked, base })
+}
+
+fn yaml(case: &Case, order: &[usize]) -> String {
+    let mut docs = Vec::new();
+    for (n, (kind, entries)) in case.objects.iter().enumerate() {
+        let (api, k, field) = match kind {
+            0 => ("config.openshift.io/v1", "ImageDigestMirrorSet", "imageDigestMirrors"),
+            1 => ("config.openshift.io/v1", "ImageTagMirrorSet", "imageTagMirrors"),
+            _ => ("operator.openshift.io/v1alpha1", "ImageContentSourcePolicy", "repositoryDigestMirrors"),
+        };
+        let mut doc = format!("apiVersion: {api}\nkind: {k}\nmetadata:\n  name: obj-{n}\nspec:\n  {field}:\n");
+        for (s, ms) in entries {
+            // ICSP means AllowContactingSource: keep the input valid by leaving it out there.
+            if *kind == 2 && case.never[*s] {
+                continue;
+            }
+            let ms: Vec<String> = ms.iter().map(|m| mirror(*m)).collect();
+            doc.push_str(&format!("  - source: {}\n    mirrors: [{}]\n", source(*s), ms.join(", ")));
+            if *kind != 2 && case.never[*s] {
+                doc.push_str("    mirrorSourcePolicy: NeverContactSource\n");
+            }
+        }
+        docs.push(doc);
+    }
+    let list = |v: &[usize]| v.iter().map(|i| format!("'{}'", SCOPES[*i])).collect::<Vec<_>>().join(", ");
+    docs.push(format!(
+        "apiVersion: config.openshift.io/v1\nkind: Image\nmetadata:\n  name: cluster\nspec:\n  registrySources:\n    insecureRegistries: [{}]\n    blockedRegistries: [{}]\n",
+        list(&case.insecure),
+        list(&case.blocked)
+    ));
+    let n = docs.len();
+    order.iter().map(|i| docs[*i % n].clone()).collect::<Vec<_>>().join("---\n")
+}
+
+fn policy(text: &str) -> Policy {
+    let inputs = load_text(Path::new("p.yaml"), text).expect("generated input loads");
+    Policy::from_inputs(&inputs).unwrap_or_else(|e| panic!("generated input is valid: {e}\n{text}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn registries_conf_parses_keeps_the_base_and_says_what_the_policy_says(case in case()) {
+        let forward: Vec<usize> = (0..=case.objects.len()).collect();
+        let backward: Vec<usize> = forward.iter().rev().copied().collect();
+        let base = BASES[case.base];
+        let p = policy(&yaml(&case, &forward));
+        let out = registries_conf::render(&p, base).unwrap();
+
+        // Parses, and is byte-stable through a parse and re-serialisation.
+        let doc: toml_edit::DocumentMut = out.parse().unwrap_or_else(|e| panic!("{e}\n{out}"));
+        prop_assert_eq!(doc.to_string(), out.clone());
+        // The admin's text survives untouched.
+        prop_assert!(out.starts_with(base), "base lost:\n{}", out);
+        // Object order does not matter; rendering is deterministic.
+        let reversed = registries_conf::render(&policy(&yaml(&case, &backward)), base).unwrap();
+        prop_assert_eq!(&reversed, &out);
+        prop_assert_eq!(registries_conf::render(&p, base).unwrap(), out.clone());
+
+        // Every merged set is on its scope's entry, in order, with its mode; NeverContactSource blocks.
+        let regs = doc.get("registry").and_then(|r| r.as_array_of_tables());
+        for (sets, mode) in [(&p.digest_sets, "digest-only"), (&p.tag_sets, "tag-only")] {
+            for set in sets.iter() {
+                let entry = regs
+                    .and_then(|r| r.iter().find(|t| t.get("location").and_then(|l| l.as_str()) == Some(set.source.as_str())))
+                    .unwrap_or_else(|| panic!("no entry for {}\n{out}", set.source));
+                let got: Vec<&str> = entry["mirror"].as_array_of_tables().unwrap().iter()
+                    .filter(|m| m.get("pull-from-mirror").and_then(|v| v.as_str()) == Some(mode))
+                    .map(|m| m["location"].as_str().unwrap())
+                    .collect();
+                let want: Vec<&str> = set.mirrors.iter().map(String::as_str).collect();
+                prop_assert_eq!(got, want, "{} {}", set.source, mode);
+                if set.never_contact_source {
+                    prop_assert_eq!(entry.get("blocked").and_then(|b| b.as_bool()), Some(true));
+                }
+            }
+        }
+        // Nothing at all to apply gives the base back byte for byte.
+        prop_assert_eq!(registries_conf::render(&Policy::default(), base).unwrap(), base);
+    }
+
+    #[test]
+    fn hosts_toml_files_parse_have_a_host_table_and_ignore_object_order(case in case()) {
+        let forward: Vec<usize> = (0..=case.objects.len()).collect();
+        let backward: Vec<usize> = forward.iter().rev().copied().collect();
+        let p = policy(&yaml(&case, &forward));
+        let files = hosts_toml::render(&p, None, &hosts_toml::CaFiles::new()).unwrap();
+        for f in &files {
+            let doc: toml_edit::DocumentMut = f.text.parse().unwrap_or_else(|e| panic!("{e}\n{}", f.text));
+            let hosts = doc["host"].as_table_like().expect("a [host] table");
+            prop_assert!(!hosts.is_empty());
+            prop_assert!(doc["server"].as_str().is_some_and(|s| s.starts_with("https://")));
+        }
+        let again = hosts_toml::render(&policy(&yaml(&case, &backward)), None, &hosts_toml::CaFiles::new()).unwrap();
+        prop_assert_eq!(again, files);
+    }
+}
