@@ -80,6 +80,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             for p in &report.removed {
                 println!("removed   {}", args.root.join(p).display());
             }
+            for p in &report.kept_foreign {
+                eprintln!(
+                    "warning: kept {}: mirrorconf did not write it, so it does not replace it (move it away to let mirrorconf manage it)",
+                    args.root.join(p).display()
+                );
+            }
+            print_policy_warnings(&policy);
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => {
@@ -92,9 +99,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 policy.digest_sets.len(),
                 policy.tag_sets.len()
             );
+            print_policy_warnings(&policy);
             print_hosts_warnings(&policy);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn print_policy_warnings(policy: &crate::policy::Policy) {
+    for w in &policy.warnings {
+        eprintln!("warning: {w}");
     }
 }
 

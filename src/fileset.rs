@@ -12,6 +12,9 @@ pub const MODE_PRIVATE: u32 = 0o600;
 pub struct File {
     pub contents: Vec<u8>,
     pub mode: u32,
+    /// The file may replace one mirrorconf did not write (registries.conf, whose original is kept as
+    /// the base). Any other file never overwrites someone else's.
+    pub takes_over: bool,
 }
 
 /// Files keyed by a relative, `/`-separated path that cannot leave the root.
@@ -54,9 +57,17 @@ impl FileSet {
     }
 
     pub fn insert(&mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>, mode: u32) -> Result<(), PathError> {
-        let path = path.into();
+        self.insert_file(path.into(), File { contents: contents.into(), mode, takes_over: false })
+    }
+
+    /// Like [`FileSet::insert`], for a file that replaces whatever is there (see [`File::takes_over`]).
+    pub fn insert_taking_over(&mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>, mode: u32) -> Result<(), PathError> {
+        self.insert_file(path.into(), File { contents: contents.into(), mode, takes_over: true })
+    }
+
+    fn insert_file(&mut self, path: String, file: File) -> Result<(), PathError> {
         check_relative_path(&path)?;
-        self.files.insert(path, File { contents: contents.into(), mode });
+        self.files.insert(path, file);
         Ok(())
     }
 

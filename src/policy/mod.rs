@@ -4,6 +4,7 @@
 //! once, each naming the object, the field path and the value. A `Policy` is only ever built from
 //! valid input, so renderers never see a half-valid state.
 
+pub mod cas;
 pub mod merge;
 pub mod scope;
 
@@ -87,6 +88,10 @@ pub struct Policy {
     pub search_registries: Vec<String>,
     /// Name of the ConfigMap in `openshift-config` holding registry CAs (`spec.additionalTrustedCA`).
     pub trusted_ca_config_map: Option<String>,
+    /// Registry `host[:port]` -> PEM of its CA certificates (validated, normalised).
+    pub registry_cas: BTreeMap<String, String>,
+    /// Things that do not stop rendering but that an admin should know (e.g. a missing CA ConfigMap).
+    pub warnings: Vec<String>,
 }
 
 impl Policy {
@@ -150,6 +155,9 @@ impl Policy {
                 }
             }
         }
+
+        policy.registry_cas =
+            cas::registry_cas(inputs, policy.trusted_ca_config_map.as_deref(), &mut v.errors, &mut policy.warnings);
 
         if !v.errors.is_empty() {
             return Err(ValidationErrors(v.errors));

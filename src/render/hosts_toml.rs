@@ -59,8 +59,18 @@ pub enum HostsError {
     Unparsable { host: String, error: String, text: String },
 }
 
-/// What a registry host's CA is called next to its hosts.toml (issue: registry CAs).
+/// Registry host -> the name of its CA file next to a hosts.toml that references it.
 pub type CaFiles = BTreeMap<String, String>;
+
+/// The CA file name for a registry host: the Windows folder spelling (no `:`) plus `.crt`.
+pub fn ca_file_name(host: &str) -> String {
+    format!("{}.crt", Layout::Windows.dir_name(host))
+}
+
+/// File names for every registry that has a CA.
+pub fn ca_files<'a>(hosts: impl IntoIterator<Item = &'a String>) -> CaFiles {
+    hosts.into_iter().map(|h| (h.clone(), ca_file_name(h))).collect()
+}
 
 /// One rendered registry: the host (`host[:port]`) and its hosts.toml text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +79,8 @@ pub struct HostsFile {
     pub text: String,
     /// The file carries pull-secret credentials.
     pub has_credentials: bool,
+    /// Registries whose CA file the hosts.toml references: they go in the same folder.
+    pub ca_hosts: BTreeSet<String>,
 }
 
 #[derive(Serialize)]
@@ -245,11 +257,13 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
             hosts,
         };
         let has_credentials = view.hosts.iter().any(|h| h.authorization.is_some());
+        let referenced: BTreeSet<&String> = view.server_ca.iter().chain(view.hosts.iter().filter_map(|h| h.ca.as_ref())).collect();
+        let ca_hosts = cas.iter().filter(|(_, f)| referenced.contains(f)).map(|(h, _)| h.clone()).collect();
         let text = TEMPLATES.get_template("hosts.toml").expect("registered").render(&view)?;
         if let Err(e) = text.parse::<toml_edit::DocumentMut>() {
             return Err(HostsError::Unparsable { host: host.to_string(), error: e.to_string(), text });
         }
-        out.push(HostsFile { host: host.to_string(), text, has_credentials });
+        out.push(HostsFile { host: host.to_string(), text, has_credentials, ca_hosts });
     }
     Ok(out)
 }

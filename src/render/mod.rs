@@ -1,6 +1,7 @@
 //! Pure renderers: policy (plus the node's base file) in, [`FileSet`] out. Nothing here touches the
 //! filesystem; the sinks do.
 
+pub mod certs;
 pub mod hosts_toml;
 pub mod registries_conf;
 
@@ -45,19 +46,29 @@ pub fn render(targets: &[Target], node: &NodeInputs<'_>) -> Result<FileSet, Rend
         match target {
             Target::Linux => {
                 let conf = registries_conf::render(node.policy, node.base_registries_conf)?;
-                files.insert(registries_conf::PATH, conf, MODE_PUBLIC)?;
+                // The node's own registries.conf is the base, so replacing it loses nothing; the drop-in
+                // has the same role as the MCO's file of that name.
+                files.insert_taking_over(registries_conf::PATH, conf, MODE_PUBLIC)?;
                 if let Some(drop_in) = registries_conf::render_search_drop_in(node.policy) {
-                    files.insert(registries_conf::SEARCH_DROP_IN_PATH, drop_in, MODE_PUBLIC)?;
+                    files.insert_taking_over(registries_conf::SEARCH_DROP_IN_PATH, drop_in, MODE_PUBLIC)?;
+                }
+                for (path, pem) in certs::docker_certs_d(node.policy) {
+                    files.insert(path, pem, MODE_PUBLIC)?;
                 }
             }
             Target::Containerd | Target::Windows => {
                 let layout = if *target == Target::Windows { hosts_toml::Layout::Windows } else { hosts_toml::Layout::Linux };
                 let pull_secret = PullSecret::from_inputs(node.inputs).map_err(hosts_toml::HostsError::from)?;
-                let cas = hosts_toml::CaFiles::new();
+                let cas = hosts_toml::ca_files(node.policy.registry_cas.keys());
                 for f in hosts_toml::render(node.policy, pull_secret.as_ref(), &cas)? {
                     // A file with registry credentials is readable by root only.
                     let mode = if f.has_credentials { MODE_PRIVATE } else { MODE_PUBLIC };
-                    files.insert(layout.file_path(&f.host), f.text, mode)?;
+                    let dir = format!("{}/{}", layout.root(), layout.dir_name(&f.host));
+                    for ca_host in &f.ca_hosts {
+                        let pem = &node.policy.registry_cas[ca_host];
+                        files.insert(format!("{dir}/{}", cas[ca_host]), pem.as_str(), MODE_PUBLIC)?;
+                    }
+                    files.insert(format!("{dir}/hosts.toml"), f.text, mode)?;
                 }
             }
         }

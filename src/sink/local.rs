@@ -67,7 +67,13 @@ impl LocalSink {
     fn apply_inner(&self, files: &FileSet, owned: &mut Manifest, report: &mut ApplyReport) -> Result<(), SinkError> {
         for (rel, file) in files.iter() {
             let path = self.root.join(rel);
+            let ours = owned.files.contains_key(rel);
             match fs::read(&path) {
+                Ok(current) if current != file.contents && !ours && !file.takes_over => {
+                    tracing::warn!(path = %path.display(), "not replacing a file mirrorconf did not write");
+                    report.kept_foreign.push(rel.to_string());
+                    continue;
+                }
                 Ok(current) if current == file.contents => {
                     let meta = fs::metadata(&path).map_err(err(&path))?;
                     if meta.permissions().mode() & 0o7777 != file.mode {
@@ -228,6 +234,27 @@ mod tests {
         sink.apply(&FileSet::new()).unwrap();
         assert!(!root.path().join("d/ours/f").exists());
         assert!(root.path().join("d/ours/theirs").exists());
+    }
+
+    #[test]
+    fn never_overwrites_someone_elses_file_unless_it_takes_over() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc/certs.d/reg.io")).unwrap();
+        fs::write(root.path().join("etc/certs.d/reg.io/ca.crt"), "admin's").unwrap();
+        fs::write(root.path().join("etc/main.conf"), "original").unwrap();
+        let sink = LocalSink::new(root.path());
+        let mut s = set(&[("etc/certs.d/reg.io/ca.crt", "ours")]);
+        s.insert_taking_over("etc/main.conf", "rendered", MODE_PUBLIC).unwrap();
+        let r = sink.apply(&s).unwrap();
+        assert_eq!(r.kept_foreign, ["etc/certs.d/reg.io/ca.crt"]);
+        assert_eq!(r.written, ["etc/main.conf"]);
+        assert_eq!(fs::read_to_string(root.path().join("etc/certs.d/reg.io/ca.crt")).unwrap(), "admin's");
+        // Once the admin removes theirs, mirrorconf manages the path; and never removes the kept one.
+        sink.apply(&FileSet::new()).unwrap();
+        assert!(root.path().join("etc/certs.d/reg.io/ca.crt").exists());
+        fs::remove_file(root.path().join("etc/certs.d/reg.io/ca.crt")).unwrap();
+        let r = sink.apply(&s).unwrap();
+        assert_eq!(r.written, ["etc/certs.d/reg.io/ca.crt", "etc/main.conf"]);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct ApplyReport {
     pub written: Vec<String>,
     pub unchanged: Vec<String>,
     pub removed: Vec<String>,
+    /// Files someone else wrote at a path mirrorconf wanted; left as they are.
+    pub kept_foreign: Vec<String>,
 }
 
 impl ApplyReport {
