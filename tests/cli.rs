@@ -123,3 +123,33 @@ fn the_nodes_registries_conf_is_adopted_and_restored_byte_for_byte() {
     assert!(render(&m, root.path(), &[]).status.success());
     assert_eq!(fs::read_to_string(root.path().join("etc/containers/registries.conf")).unwrap(), original);
 }
+
+#[test]
+fn ca_folders_follow_the_configmap_and_foreign_ones_are_never_touched() {
+    let cert = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs/test-ca.crt")).unwrap();
+    let indented: String = cert.lines().map(|l| format!("    {l}\n")).collect();
+    let with_keys = |keys: &[&str]| {
+        let mut m = String::from("apiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {name: cluster}\nspec:\n  additionalTrustedCA: {name: cas}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cas, namespace: openshift-config}\ndata:\n");
+        for k in keys {
+            m.push_str(&format!("  {k}: |\n{indented}"));
+        }
+        m
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    write(root.path(), "etc/docker/certs.d/other.corp:5000/ca.crt", "someone else's");
+    write(root.path(), "etc/docker/certs.d/admin.corp/ca.crt", "the admin's own CA");
+    let m = write(dir.path(), "m.yaml", &with_keys(&["reg.corp..5000", "admin.corp"]));
+    let out = render(&m, root.path(), &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: kept") && stderr.contains("admin.corp/ca.crt"), "{stderr}");
+    assert_eq!(fs::read_to_string(root.path().join("etc/docker/certs.d/admin.corp/ca.crt")).unwrap(), "the admin's own CA");
+    assert_eq!(fs::read_to_string(root.path().join("etc/docker/certs.d/reg.corp:5000/ca.crt")).unwrap().trim(), cert.trim());
+
+    write(dir.path(), "m.yaml", &with_keys(&["admin.corp"]));
+    assert!(render(&m, root.path(), &[]).status.success());
+    assert!(!root.path().join("etc/docker/certs.d/reg.corp:5000").exists(), "its own folder goes with the key");
+    assert_eq!(fs::read_to_string(root.path().join("etc/docker/certs.d/other.corp:5000/ca.crt")).unwrap(), "someone else's");
+    assert!(root.path().join("etc/docker/certs.d/admin.corp/ca.crt").exists());
+}

@@ -271,6 +271,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(inputs.image.unwrap().spec.registry_sources.unwrap().blocked_registries, vec!["b.io"]);
+        let inputs = load("apiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {name: cluster}\nspec:\n  additionalTrustedCA: {name: cas}\n").unwrap();
+        assert_eq!(inputs.image.unwrap().spec.additional_trusted_ca.unwrap().name, "cas");
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub struct MirrorEntry {
 pub struct ImageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_sources: Option<RegistrySources>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "additionalTrustedCA", skip_serializing_if = "Option::is_none")]
     pub additional_trusted_ca: Option<ConfigMapNameReference>,
 }
 

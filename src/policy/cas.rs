@@ -19,6 +19,12 @@ pub const MERGED_NAME: &str = "image-registry-certificates";
 /// Decodes a ConfigMap key to `host[:port]`: `..` means `:`. Refuses anything that is not a plain
 /// DNS name or IPv4 address with an optional port 1-65535.
 pub fn decode_key(key: &str) -> Result<String, String> {
+    // Checked before decoding, so that no key can carry a path separator or anything else odd.
+    if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+        return Err(format!(
+            "{key:?} does not decode to a registry host[:port]: a key may hold only letters, digits, '-' and '.' (with ':' written as '..')"
+        ));
+    }
     let decoded = key.replacen("..", ":", 1);
     let (host, port) = match decoded.split_once(':') {
         Some((h, p)) => (h, Some(p)),
