@@ -4,17 +4,8 @@
 
 mod common;
 
-use common::{free_port, make_tls, mirrorconf, oci_image, push_image, Containerd, Registry, Tls};
-use std::fs;
-use std::path::Path;
+use common::{free_port, make_tls, oci_image, push_image, render_text, Containerd, Registry, Tls};
 
-fn render(manifests: &str, root: &Path, target: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.yaml");
-    fs::write(&file, manifests).unwrap();
-    let out = mirrorconf(&["render", "--manifests", file.to_str().unwrap(), "--root", root.to_str().unwrap(), "--target", target]);
-    assert!(out.status.success(), "render failed: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn manifests(source: &str, mirror: &str, mirror_host: &str, with_tags: bool) -> String {
     let mut m = format!(
@@ -46,7 +37,7 @@ fn containerd_fetches_through_rendered_windows_and_linux_trees() {
         let hosts_dir = root.path().join(tree);
         let before = registry.requests().len();
 
-        render(&manifests(&source, &mirror, &mirror_host, false), root.path(), target);
+        render_text(&manifests(&source, &mirror, &mirror_host, false), root.path(), &["--target", target]);
         let out = containerd.fetch(&format!("{target}-digest"), &hosts_dir, &format!("{source}@{}", image.manifest_digest));
         assert!(out.status.success(), "{target}: digest fetch failed: {}\n{}", String::from_utf8_lossy(&out.stderr), containerd.server.log_text());
         let seen = &registry.requests()[before..];
@@ -63,7 +54,7 @@ fn containerd_fetches_through_rendered_windows_and_linux_trees() {
         assert!(!seen.iter().any(|r| r.contains("/manifests/v1")), "{target}: {seen:?}");
 
         // With the ITMS the same mirror may resolve tags.
-        render(&manifests(&source, &mirror, &mirror_host, true), root.path(), target);
+        render_text(&manifests(&source, &mirror, &mirror_host, true), root.path(), &["--target", target]);
         let out = containerd.fetch(&format!("{target}-tag2-{n}"), &hosts_dir, &format!("{source}:v1"));
         assert!(out.status.success(), "{target}: tag fetch through the ITMS mirror failed: {}", String::from_utf8_lossy(&out.stderr));
         let seen = &registry.requests()[before..];

@@ -4,18 +4,11 @@
 
 mod common;
 
-use common::{free_port, mirrorconf, oci_image, push_image, require_tool, Registry};
+use common::{free_port, oci_image, push_image, render_text, require_tool, Registry};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn render(manifests: &str, root: &Path) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.yaml");
-    fs::write(&file, manifests).unwrap();
-    let out = mirrorconf(&["render", "--manifests", file.to_str().unwrap(), "--root", root.to_str().unwrap()]);
-    assert!(out.status.success(), "render failed: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn inspect(conf: &Path, reference: &str, home: &Path) -> Output {
     Command::new(require_tool("skopeo"))
@@ -60,7 +53,7 @@ fn skopeo_uses_digest_only_and_tag_only_mirrors_as_rendered() {
     let manifest_path = format!("/v2/mirror/team/app/manifests/{}", image.manifest_digest);
 
     // IDMS only: the digest reference is served by the mirror.
-    render(&manifests(&source, &mirror, false, "AllowContactingSource"), root.path());
+    render_text(&manifests(&source, &mirror, false, "AllowContactingSource"), root.path(), &[]);
     assert!(!registry.saw(&manifest_path));
     let out = inspect(&conf, &by_digest, home.path());
     assert!(out.status.success(), "digest pull through the mirror failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -74,7 +67,7 @@ fn skopeo_uses_digest_only_and_tag_only_mirrors_as_rendered() {
     assert!(!registry.saw("/v2/mirror/team/app/manifests/v1"), "registry log: {:?}", registry.requests());
 
     // Adding an ITMS for the source lets the tag pull use the mirror.
-    render(&manifests(&source, &mirror, true, "AllowContactingSource"), root.path());
+    render_text(&manifests(&source, &mirror, true, "AllowContactingSource"), root.path(), &[]);
     let out = inspect(&conf, &format!("{source}:v1"), home.path());
     assert!(out.status.success(), "tag pull through the ITMS mirror failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(registry.saw("/v2/mirror/team/app/manifests/v1"), "registry log: {:?}", registry.requests());
@@ -98,12 +91,12 @@ fn skopeo_never_contacts_a_blocked_source_but_still_uses_its_mirror() {
     let conf = root.path().join("etc/containers/registries.conf");
 
     // Control: while the source may be contacted, a tag pull goes to it and succeeds.
-    render(&manifests_insecure(&source, &mirror, false, "AllowContactingSource", &insecure), root.path());
+    render_text(&manifests_insecure(&source, &mirror, false, "AllowContactingSource", &insecure), root.path(), &[]);
     let out = inspect(&conf, &format!("{source}:v1"), home.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(source_registry.saw("/v2/app/manifests/v1"), "source log: {:?}", source_registry.requests());
 
-    render(&manifests_insecure(&source, &mirror, false, "NeverContactSource", &insecure), root.path());
+    render_text(&manifests_insecure(&source, &mirror, false, "NeverContactSource", &insecure), root.path(), &[]);
     let before = source_registry.requests().len();
     let out = inspect(&conf, &format!("{source}@{}", image.manifest_digest), home.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

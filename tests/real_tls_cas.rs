@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port, make_tls, mirrorconf, oci_image, push_image, require_tool, Containerd, Registry, Tls};
+use common::{free_port, make_tls, oci_image, push_image, render_text, require_tool, Containerd, Registry, Tls};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -22,13 +22,6 @@ fn manifests(source: &str, mirror: &str, ca_key: &str, ca_pem: Option<&str>) -> 
     m
 }
 
-fn render(text: &str, root: &Path, target: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.yaml");
-    fs::write(&file, text).unwrap();
-    let out = mirrorconf(&["render", "--manifests", file.to_str().unwrap(), "--root", root.to_str().unwrap(), "--target", target]);
-    assert!(out.status.success(), "render failed: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 struct Setup {
     registry: Registry,
@@ -61,7 +54,7 @@ fn skopeo_trusts_the_mirror_through_the_rendered_certs_d() {
     let s = setup();
     let root = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
-    render(&manifests(&s.source, &s.mirror, &s.ca_key, Some(&s.ca_pem)), root.path(), "linux");
+    render_text(&manifests(&s.source, &s.mirror, &s.ca_key, Some(&s.ca_pem)), root.path(), &["--target", "linux"]);
     let cert_dir = root.path().join(format!("etc/docker/certs.d/{}", s.registry.host()));
     assert!(cert_dir.join("ca.crt").is_file());
     let inspect = |cert_dir: &Path| {
@@ -96,7 +89,7 @@ fn containerd_trusts_the_mirror_through_the_relative_ca_in_the_windows_tree() {
     let reference = format!("{}@{}", s.source, s.image.manifest_digest);
     let manifest = format!("/v2/mirror/app/manifests/{}", s.image.manifest_digest);
 
-    render(&manifests(&s.source, &s.mirror, &s.ca_key, Some(&s.ca_pem)), root.path(), "windows");
+    render_text(&manifests(&s.source, &s.mirror, &s.ca_key, Some(&s.ca_pem)), root.path(), &["--target", "windows"]);
     let source_dir = hosts_dir.join(format!("127.0.0.1_{}_", s.source.split([':', '/']).nth(1).unwrap()));
     let ca_file = format!("127.0.0.1_{}_.crt", s.registry.addr.port());
     assert!(source_dir.join(&ca_file).is_file(), "the CA sits next to the hosts.toml that uses it");
@@ -108,7 +101,7 @@ fn containerd_trusts_the_mirror_through_the_relative_ca_in_the_windows_tree() {
     assert!(s.registry.saw(&manifest), "{:?}", s.registry.requests());
 
     // The CA ConfigMap is gone: the CA files go with it and TLS verification fails.
-    render(&manifests(&s.source, &s.mirror, &s.ca_key, None), root.path(), "windows");
+    render_text(&manifests(&s.source, &s.mirror, &s.ca_key, None), root.path(), &["--target", "windows"]);
     assert!(!source_dir.join(&ca_file).exists(), "a CA file mirrorconf wrote is removed with its key");
     let before = s.registry.requests().len();
     let out = containerd.fetch("without-ca", &hosts_dir, &reference);

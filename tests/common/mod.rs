@@ -249,6 +249,17 @@ pub fn registries_meaning(text: &str) -> BTreeMap<String, RegistryMeaning> {
     out
 }
 
+/// Writes `manifests` to a temp file and runs `mirrorconf render` on it into `root`; panics on failure.
+pub fn render_text(manifests: &str, root: &Path, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.yaml");
+    fs::write(&file, manifests).unwrap();
+    let mut args = vec!["render", "--manifests", file.to_str().unwrap(), "--root", root.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = mirrorconf(&args);
+    assert!(out.status.success(), "render failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Runs the mirrorconf binary.
 pub fn mirrorconf(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mirrorconf")).args(args).output().expect("run mirrorconf")
