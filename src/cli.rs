@@ -33,6 +33,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Check manifests without writing anything (exit 0 when valid, 2 when not).
     Validate(ValidateArgs),
+    /// The node agent: watch a manifests folder (or the cluster with --kube) and keep the files true.
+    Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +61,40 @@ pub struct ValidateArgs {
     pub manifests: Vec<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A manifest file or folder to watch. Repeatable. Exclusive with --kube.
+    #[arg(long = "manifests", value_name = "PATH", required_unless_present = "kube", conflicts_with = "kube")]
+    pub manifests: Vec<PathBuf>,
+    /// Watch the cluster through the Kubernetes API (in-cluster config or KUBECONFIG).
+    #[arg(long)]
+    pub kube: bool,
+    /// The node's filesystem root to write under (/ on a node, /host in the DaemonSet).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// The node's original registries.conf (see `render --help`); it is watched too.
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    /// Which node files to render. Repeatable.
+    #[arg(long = "target", value_enum, default_values_t = [Target::Linux])]
+    pub targets: Vec<Target>,
+    /// Send SIGHUP to CRI-O after registries.conf changes (needs the host's PID namespace).
+    #[arg(long)]
+    pub reload_crio: bool,
+    /// Where to find CRI-O's process for --reload-crio.
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// Command to run after any file changed; split on whitespace and run without a shell.
+    #[arg(long, value_name = "CMD")]
+    pub on_change: Option<String>,
+    /// Serve /healthz, /readyz and /metrics on this address (e.g. 0.0.0.0:9153).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Quiet time after the last change before rendering, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    pub debounce_ms: u64,
+}
+
 /// Runs a parsed command. User-facing results go to stdout; errors are returned for `main` to print.
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
@@ -66,7 +102,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let mut targets = args.targets.clone();
             targets.sort();
             targets.dedup();
-            let node::Rendered { policy, report } =
+            let node::Rendered { policy, report, .. } =
                 node::render_to_root(&args.manifests, &args.root, args.base.as_deref(), &targets)?;
             if targets.iter().any(|t| *t != Target::Linux) {
                 print_hosts_warnings(&policy);
@@ -89,6 +125,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             print_policy_warnings(&policy);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(args) => crate::run::run(args).map(|()| ExitCode::SUCCESS),
         Command::Validate(args) => {
             let (inputs, policy) = node::load_policy(&args.manifests)?;
             println!(

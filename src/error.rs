@@ -19,6 +19,8 @@ pub enum Error {
     Render(#[from] RenderError),
     #[error("cannot read {}: {source}", .path.display())]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Sink(#[from] SinkError),
     /// A flag names something that cannot be used (e.g. a missing --base file).

@@ -20,6 +20,7 @@
 //! - [`cli`]: argument types and commands; `main.rs` is a thin wrapper.
 //! - [`error`]: the library error type, which tells bad input (exit 2) from failures (exit 1).
 
+pub mod agent;
 pub mod cli;
 pub mod error;
 pub mod fileset;
@@ -27,6 +28,8 @@ pub mod model;
 pub mod node;
 pub mod policy;
 pub mod render;
+pub mod run;
 pub mod sink;
+pub mod source;
 
 pub use error::Error;

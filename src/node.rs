@@ -67,22 +67,29 @@ pub fn render_to_root<P: AsRef<Path>>(
     base: Option<&Path>,
     targets: &[Target],
 ) -> Result<Rendered, Error> {
-    let (inputs, policy) = load_policy(manifests)?;
+    let inputs = load_paths(manifests).map_err(Error::Load)?;
+    apply_inputs(&inputs, root, base, targets)
+}
+
+/// Validates `inputs`, renders the node files and applies them under `root` (the agent calls this
+/// with whatever its source currently holds).
+pub fn apply_inputs(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: &[Target]) -> Result<Rendered, Error> {
+    let policy = Policy::from_inputs(inputs)?;
     let sink = LocalSink::new(root);
     let base = if targets.contains(&Target::Linux) {
         Some(resolve_base(root, base, &sink)?)
     } else {
         None
     };
-    let files = render_files(&inputs, &policy, base.as_ref(), targets)?;
+    let files = render_files(inputs, &policy, base.as_ref(), targets)?;
     if let Some(base) = base.as_ref().filter(|b| b.adopt) {
         let path = root.join(ADOPTED_BASE_PATH);
         std::fs::create_dir_all(path.parent().expect("has a parent"))
             .and_then(|()| write_atomic(&path, base.text.as_bytes(), 0o644))
-            .map_err(|source| Error::Read { path, source })?;
+            .map_err(|source| Error::Write { path, source })?;
     }
     let report = sink.apply(&files)?;
-    Ok(Rendered { policy, report })
+    Ok(Rendered { policy, report, files })
 }
 
 /// What a render did, and the policy it applied.
@@ -90,6 +97,8 @@ pub fn render_to_root<P: AsRef<Path>>(
 pub struct Rendered {
     pub policy: Policy,
     pub report: ApplyReport,
+    /// Everything the node should now hold.
+    pub files: FileSet,
 }
 
 /// The pure part: the files for `targets`.

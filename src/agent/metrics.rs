@@ -1,0 +1,72 @@
+//! Prometheus metrics and the health state `/healthz`, `/readyz` and `/metrics` report.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+pub struct Metrics {
+    registry: Registry,
+    pub renders: Counter,
+    pub render_errors: Counter,
+    pub files_written: Counter,
+    pub files_removed: Counter,
+    pub reloads: Counter,
+    pub reload_errors: Counter,
+    pub watch_restarts: Counter,
+    pub last_success: Gauge<f64, AtomicU64>,
+    pub input_valid: Gauge,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("mirrorconf");
+        let m = Metrics {
+            renders: Counter::default(),
+            render_errors: Counter::default(),
+            files_written: Counter::default(),
+            files_removed: Counter::default(),
+            reloads: Counter::default(),
+            reload_errors: Counter::default(),
+            watch_restarts: Counter::default(),
+            last_success: Gauge::default(),
+            input_valid: Gauge::default(),
+            ready: AtomicBool::new(false),
+            registry: Registry::default(),
+        };
+        registry.register("renders", "Render attempts", m.renders.clone());
+        registry.register("render_errors", "Render attempts refused or failed; the last good files stay", m.render_errors.clone());
+        registry.register("files_written", "Files written (only when their bytes changed)", m.files_written.clone());
+        registry.register("files_removed", "Files removed (only ones mirrorconf created)", m.files_removed.clone());
+        registry.register("reloads", "Reload actions run after a change", m.reloads.clone());
+        registry.register("reload_errors", "Reload actions that failed", m.reload_errors.clone());
+        registry.register("watch_restarts", "Times a source restarted its watch (relist, watcher error)", m.watch_restarts.clone());
+        registry.register("last_success_timestamp_seconds", "Unix time of the last successful render", m.last_success.clone());
+        registry.register("input_valid", "1 when the current input is valid, 0 when it was refused", m.input_valid.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Ready once the first render has succeeded; it stays ready while later input is refused,
+    /// because the node keeps its last good files.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,172 @@
+//! The node agent behind `mirrorconf run`: a source says "something changed", the agent waits for the
+//! burst to settle, renders the whole current state, applies it (only changed bytes, atomically,
+//! removing only what it owns), runs the reload action, and records what happened. Invalid input
+//! keeps the last good files; the next valid state recovers by itself.
+//!
+//! Shutdown is passed in as a future so that tests (and SIGTERM in `main`) control it.
+
+pub mod http;
+pub mod metrics;
+pub mod reload;
+
+use crate::error::Error;
+use crate::fileset::FileSet;
+use crate::model::Inputs;
+use crate::node::{self, Rendered};
+use crate::render::{registries_conf, Target};
+use metrics::Metrics;
+use reload::Reload;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub root: PathBuf,
+    pub base: Option<PathBuf>,
+    pub targets: Vec<Target>,
+    /// Quiet time after the last change before rendering: a burst of events gives one render.
+    pub debounce: Duration,
+    pub reload: Reload,
+}
+
+/// Reads the current state of the source (the folder, or the cluster's caches).
+pub type Snapshot = Arc<dyn Fn() -> Result<Inputs, Error> + Send + Sync>;
+
+/// What one render did, for whoever reports it (the cluster source: Events, node annotation).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Applied {
+        /// SHA-256 over every path and its bytes: equal on nodes that hold the same files.
+        policy_hash: String,
+        changed: bool,
+    },
+    Refused {
+        /// One line per problem, each naming its object.
+        errors: Vec<String>,
+        /// `Kind/name` of every object the problems point at.
+        objects: Vec<String>,
+    },
+}
+
+/// A stable digest of a file set.
+pub fn files_hash(files: &FileSet) -> String {
+    let mut h = Sha256::new();
+    for (path, f) in files.iter() {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update((f.contents.len() as u64).to_be_bytes());
+        h.update(&f.contents);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn objects_of(e: &Error) -> Vec<String> {
+    match e {
+        Error::Invalid(v) => {
+            let mut objects: Vec<String> = v.0.iter().map(|e| e.object.clone()).collect();
+            objects.dedup();
+            objects
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Renders and applies once, recording metrics. Never panics on bad input.
+pub async fn render_once(settings: &Settings, snapshot: &Snapshot, metrics: &Metrics) -> Outcome {
+    metrics.renders.inc();
+    let (s, snap) = (settings.clone(), Arc::clone(snapshot));
+    // File I/O and fsync are blocking; keep them off the async workers.
+    let result = tokio::task::spawn_blocking(move || -> Result<Rendered, Error> {
+        let inputs = snap()?;
+        node::apply_inputs(&inputs, &s.root, s.base.as_deref(), &s.targets)
+    })
+    .await
+    .expect("the render task does not panic");
+    match result {
+        Ok(rendered) => {
+            let report = &rendered.report;
+            metrics.files_written.inc_by(report.written.len() as u64);
+            metrics.files_removed.inc_by(report.removed.len() as u64);
+            metrics.input_valid.set(1);
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            metrics.last_success.set(now);
+            metrics.set_ready();
+            for p in &report.kept_foreign {
+                tracing::warn!(path = %p, "kept a file mirrorconf did not write");
+            }
+            for w in &rendered.policy.warnings {
+                tracing::warn!("{w}");
+            }
+            let changed = report.changed();
+            if changed && !settings.reload.is_empty() {
+                let conf_paths = [registries_conf::PATH, registries_conf::SEARCH_DROP_IN_PATH];
+                let registries_changed =
+                    report.written.iter().chain(&report.removed).any(|p| conf_paths.contains(&p.as_str()));
+                metrics.reloads.inc();
+                if let Err(e) = settings.reload.run(registries_changed).await {
+                    metrics.reload_errors.inc();
+                    tracing::error!("reload failed: {e}");
+                }
+            }
+            tracing::info!(written = report.written.len(), removed = report.removed.len(), "rendered");
+            Outcome::Applied { policy_hash: files_hash(&rendered.files), changed }
+        }
+        Err(e) => {
+            metrics.render_errors.inc();
+            if e.is_invalid_input() {
+                metrics.input_valid.set(0);
+            }
+            let errors: Vec<String> = e.to_string().lines().map(String::from).collect();
+            for line in &errors {
+                tracing::error!("{line}");
+            }
+            tracing::error!("input refused; the last good files stay in place");
+            Outcome::Refused { objects: objects_of(&e), errors }
+        }
+    }
+}
+
+/// Runs until `shutdown` completes or every trigger sender is gone: renders once at start, then once
+/// per settled burst of triggers. Each outcome goes to `outcomes` when given.
+pub async fn run(
+    settings: Settings,
+    snapshot: Snapshot,
+    mut triggers: mpsc::Receiver<()>,
+    metrics: Arc<Metrics>,
+    outcomes: Option<mpsc::UnboundedSender<Outcome>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let report = |o: Outcome| {
+        if let Some(tx) = &outcomes {
+            let _ = tx.send(o);
+        }
+    };
+    report(render_once(&settings, &snapshot, &metrics).await);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            t = triggers.recv() => {
+                if t.is_none() {
+                    break;
+                }
+                // Debounce: wait until the source has been quiet for `debounce`.
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        more = tokio::time::timeout(settings.debounce, triggers.recv()) => match more {
+                            Ok(Some(())) => continue,
+                            Ok(None) | Err(_) => break,
+                        },
+                    }
+                }
+                report(render_once(&settings, &snapshot, &metrics).await);
+            }
+        }
+    }
+    tracing::info!("agent stopped");
+}

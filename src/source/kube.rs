@@ -1,0 +1,209 @@
+//! The cluster source: kube-rs watchers (with backoff) feeding reflector caches for every kind
+//! mirrorconf reads. Any event sends one trigger; the agent renders the caches' whole current state.
+//!
+//! ConfigMaps are watched for the whole `openshift-config` namespace, so when `Image/cluster` renames
+//! its `additionalTrustedCA` the new ConfigMap is already cached and followed at once.
+
+use crate::agent::{metrics::Metrics, Outcome};
+use crate::error::Error;
+use crate::model::{
+    pull_secret, ConfigMap, Image, ImageContentSourcePolicy, ImageDigestMirrorSet, ImageTagMirrorSet, Inputs, Secret,
+};
+use crate::policy::cas;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// The node annotation that says which files (by hash) the agent applied.
+pub const POLICY_HASH_ANNOTATION: &str = "mirrorconf.io/applied-policy-hash";
+
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    digest_sets: Store<ImageDigestMirrorSet>,
+    tag_sets: Store<ImageTagMirrorSet>,
+    content_source_policies: Store<ImageContentSourcePolicy>,
+    images: Store<Image>,
+    config_maps: Store<ConfigMap>,
+    registry_certificates: Store<ConfigMap>,
+    secrets: Option<Store<Secret>>,
+    node_name: Option<String>,
+    last_annotated: Arc<Mutex<Option<String>>>,
+}
+
+fn spawn_reflector<K>(api: Api<K>, config: watcher::Config, triggers: mpsc::Sender<()>, metrics: Arc<Metrics>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut lists = 0u64;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => {
+                    lists += 1;
+                    if lists > 1 {
+                        metrics.watch_restarts.inc();
+                        tracing::info!(kind = %K::kind(&K::DynamicType::default()), "relisting");
+                    }
+                }
+                Ok(watcher::Event::InitApply(_)) => {}
+                Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                    let _ = triggers.try_send(());
+                }
+                Err(e) => tracing::warn!(kind = %K::kind(&K::DynamicType::default()), "watch error (retrying with backoff): {e}"),
+            }
+        }
+    });
+    reader
+}
+
+fn cloned<K: Clone>(store: &Store<K>) -> Vec<K>
+where
+    K: Resource + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store.state().iter().map(|o| (**o).clone()).collect()
+}
+
+impl Cluster {
+    /// Connects with the in-cluster config or KUBECONFIG and starts every watcher.
+    pub async fn start(triggers: mpsc::Sender<()>, metrics: Arc<Metrics>, windows: bool) -> Result<Cluster, Error> {
+        let client = Client::try_default().await.map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
+        Ok(Self::with_client(client, triggers, metrics, windows))
+    }
+
+    pub fn with_client(client: Client, triggers: mpsc::Sender<()>, metrics: Arc<Metrics>, windows: bool) -> Cluster {
+        let cfg = watcher::Config::default;
+        let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
+        let t = || triggers.clone();
+        let m = || Arc::clone(&metrics);
+        Cluster {
+            digest_sets: spawn_reflector(Api::all(client.clone()), cfg(), t(), m()),
+            tag_sets: spawn_reflector(Api::all(client.clone()), cfg(), t(), m()),
+            content_source_policies: spawn_reflector(Api::all(client.clone()), cfg(), t(), m()),
+            images: spawn_reflector(Api::all(client.clone()), by_name("cluster"), t(), m()),
+            config_maps: spawn_reflector(Api::namespaced(client.clone(), cas::CA_NAMESPACE), cfg(), t(), m()),
+            registry_certificates: spawn_reflector(
+                Api::namespaced(client.clone(), cas::MERGED_NAMESPACE),
+                by_name(cas::MERGED_NAME),
+                t(),
+                m(),
+            ),
+            secrets: windows.then(|| {
+                spawn_reflector(Api::namespaced(client.clone(), pull_secret::NAMESPACE), by_name(pull_secret::NAME), t(), m())
+            }),
+            node_name: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
+            last_annotated: Arc::new(Mutex::new(None)),
+            client,
+        }
+    }
+
+    /// Waits until every watcher has listed once.
+    pub async fn wait_until_synced(&self) {
+        let _ = self.digest_sets.wait_until_ready().await;
+        let _ = self.tag_sets.wait_until_ready().await;
+        let _ = self.content_source_policies.wait_until_ready().await;
+        let _ = self.images.wait_until_ready().await;
+        let _ = self.config_maps.wait_until_ready().await;
+        let _ = self.registry_certificates.wait_until_ready().await;
+        if let Some(s) = &self.secrets {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+
+    /// The caches' current state, as the renderers take it.
+    pub fn snapshot(&self) -> Inputs {
+        let mut config_maps = cloned(&self.config_maps);
+        config_maps.extend(cloned(&self.registry_certificates));
+        Inputs {
+            digest_sets: cloned(&self.digest_sets),
+            tag_sets: cloned(&self.tag_sets),
+            content_source_policies: cloned(&self.content_source_policies),
+            image: cloned(&self.images).into_iter().find(|i| i.name_any() == "cluster"),
+            config_maps,
+            secrets: self.secrets.as_ref().map(cloned).unwrap_or_default(),
+        }
+    }
+
+    fn object_reference(&self, object: &str) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+        let (kind, name) = object.split_once('/')?;
+        let find = |store_names: Vec<(String, k8s_openapi::api::core::v1::ObjectReference)>| {
+            store_names.into_iter().find(|(n, _)| n == name).map(|(_, r)| r)
+        };
+        fn refs<K>(s: &Store<K>) -> Vec<(String, k8s_openapi::api::core::v1::ObjectReference)>
+        where
+            K: Resource<DynamicType = ()> + Clone + 'static,
+        {
+            s.state().iter().map(|o| (o.name_any(), o.object_ref(&()))).collect()
+        }
+        match kind {
+            "ImageDigestMirrorSet" => find(refs(&self.digest_sets)),
+            "ImageTagMirrorSet" => find(refs(&self.tag_sets)),
+            "ImageContentSourcePolicy" => find(refs(&self.content_source_policies)),
+            "Image" => find(refs(&self.images)),
+            "ConfigMap" => find(refs(&self.config_maps)).or_else(|| find(refs(&self.registry_certificates))),
+            _ => None,
+        }
+    }
+
+    /// Turns render outcomes into what an admin sees in the cluster: a Warning Event on each object
+    /// whose input was refused, and the applied-policy hash on this node.
+    pub async fn report_outcomes(self, mut outcomes: mpsc::UnboundedReceiver<Outcome>) {
+        let reporter = Reporter { controller: "mirrorconf".into(), instance: self.node_name.clone() };
+        let recorder = Recorder::new(self.client.clone(), reporter);
+        while let Some(outcome) = outcomes.recv().await {
+            match outcome {
+                Outcome::Applied { policy_hash, .. } => self.annotate_node(&policy_hash).await,
+                Outcome::Refused { errors, objects } => {
+                    for object in objects {
+                        let Some(reference) = self.object_reference(&object) else { continue };
+                        let prefix = format!("{object}: ");
+                        let mut note: String = errors
+                            .iter()
+                            .filter(|e| e.starts_with(&prefix))
+                            .map(|e| e.trim_start_matches(&prefix))
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        note.truncate(1000);
+                        let event = Event {
+                            type_: EventType::Warning,
+                            reason: "InvalidMirrorPolicy".into(),
+                            note: Some(note),
+                            action: "Render".into(),
+                            secondary: None,
+                        };
+                        if let Err(e) = recorder.publish(&event, &reference).await {
+                            tracing::warn!(%object, "cannot publish an Event: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn annotate_node(&self, hash: &str) {
+        let Some(node) = &self.node_name else { return };
+        if self.last_annotated.lock().expect("not poisoned").as_deref() == Some(hash) {
+            return;
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {POLICY_HASH_ANNOTATION: hash}}});
+        let api: Api<Node> = Api::all(self.client.clone());
+        match api.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => *self.last_annotated.lock().expect("not poisoned") = Some(hash.to_string()),
+            Err(e) => tracing::warn!(%node, "cannot annotate the node: {e}"),
+        }
+    }
+}
