@@ -1,0 +1,146 @@
+//! `mirrorconf run --kube` driven through the in-test API server (tests/common/apiserver.rs) over a
+//! real socket: initial list, updates, deletes, a watch dropped with 410 Gone and relisted, bookmarks,
+//! the CA ConfigMap renamed in Image/cluster, Events on a refused object, and the node annotation.
+
+mod common;
+#[path = "common/apiserver.rs"]
+mod apiserver;
+
+use apiserver::FakeApi;
+use common::{free_port, http_get, metric, wait_until};
+use serde_json::{json, Value};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+fn idms(name: &str, source: &str, mirror: &str) -> Value {
+    json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageDigestMirrorSet", "metadata": {"name": name},
+           "spec": {"imageDigestMirrors": [{"source": source, "mirrors": [mirror]}]}})
+}
+
+fn image(ca: &str) -> Value {
+    json!({"apiVersion": "config.openshift.io/v1", "kind": "Image", "metadata": {"name": "cluster"},
+           "spec": {"additionalTrustedCA": {"name": ca}}})
+}
+
+fn ca_config_map(name: &str, key: &str) -> Value {
+    let cert = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs/test-ca.crt")).unwrap();
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "openshift-config"},
+           "data": {key: cert}})
+}
+
+struct Agent {
+    child: Child,
+    addr: SocketAddr,
+    root: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Agent {
+    fn start(api: &FakeApi) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig);
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().unwrap();
+        let log = fs::File::create(dir.path().join("agent.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
+            .args(["run", "--kube", "--root"])
+            .arg(root.path())
+            .args(["--listen", &addr.to_string()])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("NODE_NAME", "node-1")
+            .env("RUST_LOG", "mirrorconf=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let a = Agent { child, addr, root, _dir: dir };
+        wait_until(30, "readyz", || http_get(a.addr, "/readyz").is_some_and(|(s, _)| s == 200));
+        a
+    }
+
+    fn conf(&self) -> String {
+        fs::read_to_string(self.root.path().join("etc/containers/registries.conf")).unwrap_or_default()
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let (_, body) = http_get(self.addr, "/metrics").expect("metrics");
+        metric(&body, name).unwrap_or_else(|| panic!("no {name} in\n{body}"))
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self._dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+#[test]
+fn the_cluster_source_follows_the_api() {
+    let api = FakeApi::start();
+    api.apply(idms("release", "quay.io/release", "m1.corp/release"));
+    api.apply(image("cas-a"));
+    api.apply(ca_config_map("cas-a", "reg-a.corp"));
+    let a = Agent::start(&api);
+
+    // Initial list.
+    wait_until(10, "initial render", || a.conf().contains("m1.corp/release"));
+    let certs = a.root.path().join("etc/docker/certs.d");
+    assert!(certs.join("reg-a.corp/ca.crt").is_file());
+    wait_until(10, "node annotation", || !api.node_patches().is_empty());
+    let (node, patch) = api.node_patches().remove(0);
+    assert_eq!(node, "node-1");
+    assert_eq!(patch["metadata"]["annotations"]["mirrorconf.io/applied-policy-hash"].as_str().map(str::len), Some(64));
+
+    // Update, add, delete.
+    api.apply(idms("release", "quay.io/release", "m2.corp/release"));
+    wait_until(10, "MODIFIED", || a.conf().contains("m2.corp/release") && !a.conf().contains("m1.corp/release"));
+    api.apply(json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageTagMirrorSet", "metadata": {"name": "tags"},
+                     "spec": {"imageTagMirrors": [{"source": "docker.io/library", "mirrors": ["cache.corp/library"]}]}}));
+    wait_until(10, "ADDED", || a.conf().contains("cache.corp/library"));
+    api.delete("config.openshift.io/v1", "ImageDigestMirrorSet", "", "release");
+    wait_until(10, "DELETED", || !a.conf().contains("m2.corp/release"));
+
+    // Bookmarks keep the watch going.
+    api.bookmark();
+    api.apply(idms("after-bookmark", "quay.io/bm", "bm.corp/bm"));
+    wait_until(10, "an update after a bookmark", || a.conf().contains("bm.corp/bm"));
+
+    // The watch is dropped with 410 Gone: the agent relists and catches what changed meanwhile.
+    let restarts = a.metric("mirrorconf_watch_restarts_total");
+    let watches = api.watches_opened();
+    api.expire_watches();
+    api.apply(idms("during-relist", "quay.io/relist", "relist.corp/relist"));
+    wait_until(20, "relist", || a.metric("mirrorconf_watch_restarts_total") > restarts);
+    wait_until(10, "the change made while relisting", || a.conf().contains("relist.corp/relist"));
+    assert!(api.watches_opened() > watches);
+
+    // Image/cluster names another CA ConfigMap: the new one is followed, the old CA folder goes.
+    api.apply(ca_config_map("cas-b", "reg-b.corp..5000"));
+    api.apply(image("cas-b"));
+    wait_until(10, "CA rename", || certs.join("reg-b.corp:5000/ca.crt").is_file() && !certs.join("reg-a.corp").exists());
+
+    // A refused object: the files stay, an Event points at it, fixing it recovers.
+    let good = a.conf();
+    api.apply(idms("broken", "quay.io/broken", "Bad.corp/NOT-lowercase"));
+    wait_until(10, "Event", || {
+        api.events().iter().any(|e| e["reason"] == "InvalidMirrorPolicy" && e["regarding"]["name"] == "broken")
+    });
+    let event = api.events().into_iter().find(|e| e["regarding"]["name"] == "broken").unwrap();
+    assert_eq!(event["regarding"]["kind"], "ImageDigestMirrorSet");
+    assert_eq!(event["type"], "Warning");
+    assert!(event["note"].as_str().unwrap().contains("spec.imageDigestMirrors[0].mirrors[0]"), "{event}");
+    assert_eq!(a.conf(), good);
+    assert_eq!(a.metric("mirrorconf_input_valid"), 0.0);
+    api.apply(idms("broken", "quay.io/broken", "fixed.corp/broken"));
+    wait_until(10, "recovery", || a.conf().contains("fixed.corp/broken"));
+    assert!(a.log().contains("rendered"), "{}", a.log());
+}
