@@ -122,3 +122,10 @@ pub struct Inputs {
 pub fn object_ref(kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     format!("{kind}/{}", meta.name.as_deref().unwrap_or("<unnamed>"))
 }
+
+/// The CustomResourceDefinitions of the kinds mirrorconf reads, generated from these types, for
+/// clusters that do not have them (vanilla Kubernetes). `deploy/crds/` holds them as YAML.
+pub fn custom_resource_definitions() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+    use kube::CustomResourceExt;
+    vec![ImageDigestMirrorSet::crd(), ImageTagMirrorSet::crd(), ImageContentSourcePolicy::crd(), Image::crd()]
+}

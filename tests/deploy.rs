@@ -1,0 +1,120 @@
+//! The packaging is part of the product: CRDs match the Rust types, the DaemonSet mounts exactly
+//! what the agent writes, RBAC stays least-privilege, the systemd unit is hardened.
+//! `MIRRORCONF_BLESS=1 cargo test --test deploy` regenerates deploy/crds/ from the types.
+
+use serde_yaml_ng::Value;
+use std::fs;
+use std::path::Path;
+
+fn repo(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn docs(p: &str) -> Vec<Value> {
+    let text = fs::read_to_string(repo(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{p}: {e}")))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn find<'a>(all: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    all.iter().filter(|d| d["kind"].as_str() == Some(kind)).collect()
+}
+
+#[test]
+fn crds_match_the_types() {
+    let generated: Vec<String> = mirrorconf::model::custom_resource_definitions()
+        .iter()
+        .map(|c| serde_yaml_ng::to_string(c).unwrap())
+        .collect();
+    let text = format!(
+        "# Generated from src/model by `MIRRORCONF_BLESS=1 cargo test --test deploy`. Apply only on clusters\n# that do not have these kinds (OpenShift has them already).\n{}",
+        generated.join("---\n")
+    );
+    let path = repo("deploy/crds/mirror-kinds.yaml");
+    if std::env::var_os("MIRRORCONF_BLESS").is_some() {
+        fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(fs::read_to_string(&path).unwrap(), text, "deploy/crds is stale: bless it");
+    let crds = docs("deploy/crds/mirror-kinds.yaml");
+    let names: Vec<&str> = crds.iter().map(|c| c["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["imagedigestmirrorsets.config.openshift.io", "imagetagmirrorsets.config.openshift.io", "imagecontentsourcepolicies.operator.openshift.io", "images.config.openshift.io"]);
+    assert!(crds.iter().all(|c| c["spec"]["scope"] == "Cluster"));
+}
+
+#[test]
+fn the_daemonset_mounts_exactly_what_the_agent_writes() {
+    let all = docs("deploy/daemonset.yaml");
+    let ds = find(&all, "DaemonSet")[0];
+    let pod = &ds["spec"]["template"]["spec"];
+    let mut host_paths: Vec<&str> = pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
+    host_paths.sort();
+    assert_eq!(host_paths, ["/etc/containers", "/etc/docker/certs.d", "/var/lib/mirrorconf"]);
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], Value::Bool(true));
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], Value::Bool(false));
+    assert_eq!(pod["tolerations"][0]["operator"], "Exists", "runs on every node whatever its taints");
+    assert!(c["resources"]["requests"]["memory"].as_str().is_some());
+    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.starts_with(&["run", "--kube"]), "{args:?}");
+    for mount in c["volumeMounts"].as_sequence().unwrap() {
+        assert!(mount["mountPath"].as_str().unwrap().starts_with("/host/"), "mounted under --root /host");
+    }
+    assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+}
+
+#[test]
+fn rbac_is_least_privilege() {
+    let all = docs("deploy/rbac.yaml");
+    for role in find(&all, "ClusterRole").into_iter().chain(find(&all, "Role")) {
+        for rule in role["rules"].as_sequence().unwrap() {
+            for field in ["verbs", "resources", "apiGroups"] {
+                let values: Vec<&str> = rule[field].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                assert!(!values.contains(&"*"), "{field} has * in {rule:?}");
+            }
+            let verbs: Vec<&str> = rule["verbs"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            let resources: Vec<&str> = rule["resources"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            let writes = verbs.iter().any(|v| !matches!(*v, "get" | "list" | "watch"));
+            if writes {
+                assert!(resources == ["events"] && verbs == ["create", "patch"] || resources == ["nodes"] && verbs == ["patch"], "unexpected write: {rule:?}");
+            }
+            if resources.contains(&"secrets") {
+                assert_eq!(rule["resourceNames"][0], "pull-secret", "only the pull secret, by name");
+            }
+        }
+    }
+    let roles = find(&all, "Role");
+    assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "openshift-config"), "configmaps only in openshift-config");
+    let cluster_role = find(&all, "ClusterRole")[0];
+    let cluster_resources: Vec<&str> = cluster_role["rules"].as_sequence().unwrap().iter().flat_map(|r| r["resources"].as_sequence().unwrap()).map(|v| v.as_str().unwrap()).collect();
+    assert!(!cluster_resources.contains(&"configmaps") && !cluster_resources.contains(&"secrets"));
+}
+
+#[test]
+fn kustomization_lists_every_manifest_and_they_parse() {
+    let k = &docs("deploy/kustomization.yaml")[0];
+    for r in k["resources"].as_sequence().unwrap() {
+        let p = format!("deploy/{}", r.as_str().unwrap());
+        assert!(!docs(&p).is_empty(), "{p}");
+    }
+}
+
+#[test]
+fn the_systemd_unit_is_hardened_and_runs_the_agent() {
+    let unit = fs::read_to_string(repo("systemd/mirrorconf.service")).unwrap();
+    for line in [
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "ReadWritePaths=/etc/containers /var/lib/mirrorconf -/etc/docker/certs.d",
+        "Before=crio.service kubelet.service",
+    ] {
+        assert!(unit.lines().any(|l| l.trim() == line), "missing {line:?}");
+    }
+    let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    assert!(exec.contains(" run ") && exec.contains("--root /"), "{exec}");
+}
