@@ -17,6 +17,11 @@
 //! - [`sink`]: applying a file set. [`sink::local`] writes under a root atomically and removes only
 //!   what its owned-files manifest lists.
 //! - [`node`]: the edge used by the commands: read manifests and the base file, render, apply.
+//! - [`source`]: where the agent's inputs come from: [`source::files`] watches folders with
+//!   `notify`, [`source::kube`] runs kube-rs reflectors and reports back (Events, node annotation).
+//! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks) with its metrics and the
+//!   `/healthz` `/readyz` `/metrics` server; shutdown is a future the caller passes in.
+//! - [`run`]: the tokio runtime and signal handling around [`agent`] for the `run` command.
 //! - [`cli`]: argument types and commands; `main.rs` is a thin wrapper.
 //! - [`error`]: the library error type, which tells bad input (exit 2) from failures (exit 1).
 
