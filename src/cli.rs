@@ -35,6 +35,75 @@ pub enum Command {
     Validate(ValidateArgs),
     /// The node agent: watch a manifests folder (or the cluster with --kube) and keep the files true.
     Run(RunArgs),
+    /// Render the Windows tree and bring every host of a BYOH inventory up to date over SSH (SFTP).
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// A manifest file or folder (as for `render`). Repeatable.
+    #[arg(long = "manifests", value_name = "PATH", required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// The `windows-instances` ConfigMap (YAML or JSON): key = DNS name or IPv4 address, value =
+    /// `username=<user>`.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// How to reach Windows hosts; shared by `push` and `run --windows-push`.
+#[derive(Debug, Clone, Args)]
+pub struct SshArgs {
+    /// Private key to log in with (OpenSSH or PEM format, no passphrase).
+    #[arg(long, value_name = "KEYFILE")]
+    pub identity: PathBuf,
+    /// known_hosts file (OpenSSH format; `[host]:port` entries for ports other than 22). A host whose
+    /// key is missing or different is refused.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: PathBuf,
+    /// Record the key of a host missing from --known-hosts instead of refusing it. A key that differs
+    /// from a recorded one is still refused.
+    #[arg(long)]
+    pub trust_on_first_use: bool,
+    #[arg(long, value_name = "N", default_value_t = 22)]
+    pub ssh_port: u16,
+    /// Where containerd's config_path points on the hosts; a relative path is relative to the SFTP
+    /// start folder.
+    #[arg(long, value_name = "PATH", default_value = crate::push::DEFAULT_REMOTE_ROOT)]
+    pub remote_root: String,
+    /// Hosts worked on at once. The default, 1, is one host at a time.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// Extra attempts for a host that failed in a way a retry can fix (not a host key or login).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub retries: u32,
+    /// Wait before the first retry, doubled for each further one.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub retry_delay_ms: u64,
+    /// Give up connecting to a host after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Give up on any single SSH operation (handshake, read, write) after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+}
+
+impl SshArgs {
+    pub fn options(&self) -> crate::push::PushOptions {
+        use std::time::Duration;
+        crate::push::PushOptions {
+            port: self.ssh_port,
+            identity: self.identity.clone(),
+            known_hosts: crate::sink::ssh::KnownHostsFile::new(&self.known_hosts, self.trust_on_first_use),
+            remote_root: self.remote_root.clone(),
+            parallel: usize::from(self.parallel),
+            retries: self.retries,
+            retry_delay: Duration::from_millis(self.retry_delay_ms),
+            connect_timeout: Duration::from_secs(self.connect_timeout),
+            op_timeout: Duration::from_secs(self.timeout),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +195,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => crate::run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Push(args) => push(&args),
         Command::Validate(args) => {
             let (inputs, policy) = node::load_policy(&args.manifests)?;
             println!(
@@ -141,6 +211,39 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn push(args: &PushArgs) -> Result<ExitCode, Error> {
+    use crate::push::{self, inventory};
+    let (inputs, policy) = node::load_policy(&args.manifests)?;
+    let wanted = push::windows_tree(&node::render_files(&inputs, &policy, None, &[Target::Windows])?);
+    print_policy_warnings(&policy);
+    print_hosts_warnings(&policy);
+    let (hosts, skipped) = inventory::load(&args.inventory)?;
+    for e in &skipped {
+        eprintln!("error: inventory: {e}; this entry is skipped");
+    }
+    let opts = args.ssh.options();
+    let bar = indicatif::ProgressBar::new(hosts.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} hosts  {elapsed}").expect("a valid template"),
+    );
+    let outcomes = push::push_all(&hosts, &wanted, &opts, &|o| {
+        bar.suspend(|| println!("{}", o.line()));
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let count = |f: fn(&push::HostStatus) -> bool| outcomes.iter().filter(|o| f(&o.status)).count();
+    let failed = count(|s| matches!(s, push::HostStatus::Failed { .. }));
+    println!(
+        "{} host(s): {} current, {} updated, {} failed; {} inventory entr(y/ies) skipped",
+        outcomes.len(),
+        count(|s| matches!(s, push::HostStatus::Current)),
+        count(|s| matches!(s, push::HostStatus::Updated(_))),
+        failed,
+        skipped.len()
+    );
+    Ok(if failed == 0 && skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn print_policy_warnings(policy: &crate::policy::Policy) {

@@ -32,6 +32,7 @@ pub mod fileset;
 pub mod model;
 pub mod node;
 pub mod policy;
+pub mod push;
 pub mod render;
 pub mod run;
 pub mod sink;

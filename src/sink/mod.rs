@@ -3,9 +3,10 @@
 //! mirrorconf created.
 
 pub mod local;
+pub mod ssh;
 mod manifest;
 
-pub use manifest::{Manifest, MANIFEST_PATH};
+pub use manifest::{sha256_hex, Manifest, MANIFEST_PATH};
 
 /// What one apply did, as relative paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

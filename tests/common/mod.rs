@@ -389,3 +389,4 @@ pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
+pub mod sshd;

@@ -1,0 +1,451 @@
+//! Applying a [`FileSet`] to a remote host over SSH, by SFTP only (no remote shell).
+//!
+//! One connection per host: verify the host key against known_hosts, log in with a private key,
+//! read the state file; a current host costs nothing more. Otherwise ownership of new paths is
+//! claimed in the state file first, every changed file is written as a temp file and renamed over
+//! the old one (`posix-rename@openssh.com`, since a plain SFTP v3 rename never replaces a file),
+//! files and folders no longer wanted are removed only after that, and the final state is written
+//! last. containerd never sees an empty registry folder or half a file.
+
+use crate::fileset::FileSet;
+use crate::push::plan::{self, Plan, STATE_FILE};
+use crate::sink::Manifest;
+use base64::Engine;
+use libssh2_sys as raw;
+use ssh2::{CheckResult, ErrorCode, HashType, HostKeyType, KnownHostFileKind, OpenFlags, OpenType, Session, Sftp};
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::raw::{c_char, c_int};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+// libssh2 1.11 (bundled by libssh2-sys 0.3.4) has this, but neither libssh2-sys nor ssh2 bind it.
+extern "C" {
+    fn libssh2_sftp_posix_rename_ex(
+        sftp: *mut raw::LIBSSH2_SFTP,
+        source: *const c_char,
+        source_len: usize,
+        dest: *const c_char,
+        dest_len: usize,
+    ) -> c_int;
+}
+
+const FX_NO_SUCH_FILE: i32 = raw::LIBSSH2_FX_NO_SUCH_FILE;
+const FX_OP_UNSUPPORTED: i32 = raw::LIBSSH2_FX_OP_UNSUPPORTED;
+/// Suffix of the temp file written next to its target before the rename.
+pub const TEMP_SUFFIX: &str = ".mirrorconf-tmp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("SSH handshake failed: {0}")]
+    Handshake(ssh2::Error),
+    #[error("host key {fingerprint} of {host} is not in {file} (check it, add it, or pass --trust-on-first-use); nothing was written")]
+    UnknownHostKey { host: String, fingerprint: String, file: PathBuf },
+    #[error("host key {fingerprint} of {host} does NOT match {file} (a changed host or a man in the middle); nothing was written")]
+    HostKeyMismatch { host: String, fingerprint: String, file: PathBuf },
+    #[error("known_hosts {file}: {reason}")]
+    KnownHosts { file: PathBuf, reason: String },
+    #[error("login as {user:?} with key {identity} refused: {source}")]
+    Auth { user: String, identity: PathBuf, source: ssh2::Error },
+    #[error("{op} {path}: {source}")]
+    Sftp { op: &'static str, path: String, source: ssh2::Error },
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: String, source: io::Error },
+    #[error("state file {path}: {reason} (move it away to start over)")]
+    State { path: String, reason: String },
+}
+
+impl SshError {
+    /// Failures a retry cannot fix: the host key, the login, a broken state file.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            SshError::UnknownHostKey { .. }
+                | SshError::HostKeyMismatch { .. }
+                | SshError::KnownHosts { .. }
+                | SshError::Auth { .. }
+                | SshError::State { .. }
+        )
+    }
+}
+
+/// The known_hosts file; appends (trust on first use) from several threads go through the lock.
+pub struct KnownHostsFile {
+    pub path: PathBuf,
+    pub trust_on_first_use: bool,
+    append: Mutex<()>,
+}
+
+impl KnownHostsFile {
+    pub fn new(path: impl Into<PathBuf>, trust_on_first_use: bool) -> Self {
+        KnownHostsFile { path: path.into(), trust_on_first_use, append: Mutex::new(()) }
+    }
+}
+
+/// How to reach and where to write on every host.
+pub struct SshOptions<'a> {
+    pub port: u16,
+    pub identity: &'a Path,
+    pub known_hosts: &'a KnownHostsFile,
+    /// `/`-separated; relative paths are relative to the SFTP start folder.
+    pub remote_root: &'a str,
+    pub connect_timeout: Duration,
+    /// Every blocking SSH operation (handshake included) gives up after this long.
+    pub op_timeout: Duration,
+}
+
+/// What one host push did, as paths relative to the remote root.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostReport {
+    pub written: Vec<String>,
+    pub removed: Vec<String>,
+    /// Owned folders left because someone else's file is in them.
+    pub kept_dirs: Vec<String>,
+}
+
+/// Brings `address`'s remote root in line with `wanted` (paths relative to the remote root).
+/// `None`: the host was current and nothing was written.
+pub fn push(address: &str, user: &str, wanted: &FileSet, opts: &SshOptions<'_>) -> Result<Option<HostReport>, SshError> {
+    let session = connect(address, user, opts)?;
+    let remote = Remote::open(&session, opts.remote_root)?;
+    let state = remote.read_state()?;
+    let plan = plan::plan(wanted, &state);
+    if plan.is_current() {
+        return Ok(None);
+    }
+    remote.apply(wanted, &state, &plan).map(Some)
+}
+
+fn connect(address: &str, user: &str, opts: &SshOptions<'_>) -> Result<Session, SshError> {
+    let addr = format!("{address}:{}", opts.port);
+    let conn_err = |source| SshError::Connect { addr: addr.clone(), source };
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address");
+    let mut tcp = None;
+    for sa in (address, opts.port).to_socket_addrs().map_err(conn_err)? {
+        match TcpStream::connect_timeout(&sa, opts.connect_timeout) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let tcp = tcp.ok_or_else(|| conn_err(last))?;
+    let mut session = Session::new().map_err(SshError::Handshake)?;
+    session.set_timeout(u32::try_from(opts.op_timeout.as_millis()).unwrap_or(u32::MAX));
+    session.set_tcp_stream(tcp);
+    session.handshake().map_err(SshError::Handshake)?;
+    verify_host_key(&session, address, opts.port, opts.known_hosts)?;
+    session
+        .userauth_pubkey_file(user, None, opts.identity, None)
+        .map_err(|source| SshError::Auth { user: user.to_string(), identity: opts.identity.to_path_buf(), source })?;
+    Ok(session)
+}
+
+/// The name known_hosts uses for a host: `host` on port 22, `[host]:port` otherwise (OpenSSH).
+fn known_hosts_name(address: &str, port: u16) -> String {
+    if port == 22 {
+        address.to_string()
+    } else {
+        format!("[{address}]:{port}")
+    }
+}
+
+fn verify_host_key(session: &Session, address: &str, port: u16, file: &KnownHostsFile) -> Result<(), SshError> {
+    let kh_err = |reason: String| SshError::KnownHosts { file: file.path.clone(), reason };
+    let (key, key_type) = session.host_key().ok_or_else(|| kh_err("the server sent no host key".into()))?;
+    let fingerprint = session
+        .host_key_hash(HashType::Sha256)
+        .map(|h| format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)))
+        .unwrap_or_default();
+    let mut known = session.known_hosts().map_err(|e| kh_err(e.to_string()))?;
+    match known.read_file(&file.path, KnownHostFileKind::OpenSSH) {
+        Ok(_) => {}
+        Err(_) if !file.path.exists() && file.trust_on_first_use => {}
+        Err(e) => return Err(kh_err(format!("cannot read it: {e}"))),
+    }
+    let host = known_hosts_name(address, port);
+    match known.check_port(address, port, key) {
+        CheckResult::Match => Ok(()),
+        CheckResult::Mismatch => Err(SshError::HostKeyMismatch { host, fingerprint, file: file.path.clone() }),
+        CheckResult::NotFound if file.trust_on_first_use => {
+            let type_name = key_type_name(key_type).ok_or_else(|| kh_err(format!("unsupported host key type for {host}")))?;
+            let line = format!("{host} {type_name} {}\n", base64::engine::general_purpose::STANDARD.encode(key));
+            let _guard = file.append.lock().unwrap_or_else(|p| p.into_inner());
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file.path)
+                .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_all()))
+                .map_err(|e| kh_err(format!("cannot record the key of {host}: {e}")))?;
+            tracing::warn!(host = %host, %fingerprint, file = %file.path.display(), "trusted a new host key on first use");
+            Ok(())
+        }
+        CheckResult::NotFound => Err(SshError::UnknownHostKey { host, fingerprint, file: file.path.clone() }),
+        CheckResult::Failure => Err(kh_err(format!("libssh2 could not check the key of {host}"))),
+    }
+}
+
+fn key_type_name(t: HostKeyType) -> Option<&'static str> {
+    Some(match t {
+        HostKeyType::Rsa => "ssh-rsa",
+        HostKeyType::Dss => "ssh-dss",
+        HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
+        HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
+        HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
+        HostKeyType::Ed25519 => "ssh-ed25519",
+        HostKeyType::Unknown => return None,
+    })
+}
+
+fn sftp_code(e: &ssh2::Error) -> Option<i32> {
+    match e.code() {
+        ErrorCode::SFTP(c) => Some(c),
+        ErrorCode::Session(_) => None,
+    }
+}
+
+/// An SFTP session on one host, rooted at the remote root.
+struct Remote<'s> {
+    session: &'s Session,
+    sftp: Sftp,
+    root: String,
+    /// Opened on the first rename: a current host never needs it.
+    rename_channel: std::cell::OnceCell<RawSftp<'s>>,
+}
+
+impl<'s> Remote<'s> {
+    fn open(session: &'s Session, root: &str) -> Result<Self, SshError> {
+        let sftp = session
+            .sftp()
+            .map_err(|source| SshError::Sftp { op: "start SFTP", path: String::new(), source })?;
+        let root = root.trim_end_matches('/').to_string();
+        Ok(Remote { session, sftp, root, rename_channel: std::cell::OnceCell::new() })
+    }
+
+    fn path(&self, rel: &str) -> String {
+        if self.root.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.root)
+        }
+    }
+
+    fn err<'p>(op: &'static str, path: &'p str) -> impl FnOnce(ssh2::Error) -> SshError + 'p {
+        move |source| SshError::Sftp { op, path: path.to_string(), source }
+    }
+
+    fn read_state(&self) -> Result<Manifest, SshError> {
+        let path = self.path(STATE_FILE);
+        let mut f = match self.sftp.open(Path::new(&path)) {
+            Ok(f) => f,
+            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => return Ok(Manifest::default()),
+            Err(e) => return Err(Self::err("open", &path)(e)),
+        };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)
+            .map_err(|source| SshError::Io { op: "read", path: path.clone(), source })?;
+        Manifest::parse(&bytes).map_err(|e| SshError::State { path, reason: e.to_string() })
+    }
+
+    fn exists(&self, path: &str) -> Result<bool, SshError> {
+        match self.sftp.stat(Path::new(path)) {
+            Ok(_) => Ok(true),
+            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => Ok(false),
+            Err(e) => Err(Self::err("stat", path)(e)),
+        }
+    }
+
+    /// Creates the remote root and its missing parents (never recorded as owned: the root stays).
+    fn ensure_root(&self) -> Result<(), SshError> {
+        if self.root.is_empty() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut cur = self.root.as_str();
+        while !self.exists(cur)? {
+            missing.push(cur.to_string());
+            match cur.rfind('/') {
+                Some(i) if i > 0 => cur = &cur[..i],
+                _ => break,
+            }
+        }
+        for dir in missing.iter().rev() {
+            self.sftp.mkdir(Path::new(dir), 0o755).map_err(Self::err("mkdir", dir))?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, wanted: &FileSet, state: &Manifest, plan: &Plan) -> Result<HostReport, SshError> {
+        self.ensure_root()?;
+        let mut created = Vec::new();
+        for dir in &plan.need_dirs {
+            if !self.exists(&self.path(dir))? {
+                created.push(dir.clone());
+            }
+        }
+        // Claim first: if the push dies after this, the next one knows what is mirrorconf's.
+        let mut state = state.clone();
+        if let Some(claimed) = plan::claim(&state, plan, &created) {
+            self.write_file(STATE_FILE, &claimed.to_bytes(), 0o644)?;
+            state = claimed;
+        }
+        for dir in &created {
+            let p = self.path(dir);
+            self.sftp.mkdir(Path::new(&p), 0o755).map_err(Self::err("mkdir", &p))?;
+        }
+        let mut report = HostReport::default();
+        for rel in &plan.write {
+            let file = wanted.get(rel).expect("the plan only writes wanted files");
+            self.write_file(rel, &file.contents, file.mode)?;
+            report.written.push(rel.clone());
+        }
+        // Only now that every new file is in place does anything go away.
+        for rel in &plan.remove_files {
+            let p = self.path(rel);
+            // A temp file left by a push cut short would keep the folder alive.
+            let _ = self.sftp.unlink(Path::new(&temp_path(&p)));
+            match self.sftp.unlink(Path::new(&p)) {
+                Ok(()) => report.removed.push(rel.clone()),
+                Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => {}
+                Err(e) => return Err(Self::err("remove", &p)(e)),
+            }
+        }
+        for dir in &plan.remove_dirs {
+            let p = self.path(dir);
+            match self.sftp.rmdir(Path::new(&p)) {
+                Ok(()) => report.removed.push(format!("{dir}/")),
+                Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => {}
+                Err(_) => report.kept_dirs.push(dir.clone()),
+            }
+        }
+        let done = plan::finished(wanted, &state, &created, &report.kept_dirs);
+        self.write_file(STATE_FILE, &done.to_bytes(), 0o644)?;
+        Ok(report)
+    }
+
+    /// Temp file next to the target, written, fsynced where the server can, then renamed over it.
+    fn write_file(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), SshError> {
+        let target = self.path(rel);
+        let tmp = temp_path(&target);
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let mut f = self
+            .sftp
+            .open_mode(Path::new(&tmp), flags, mode as i32, OpenType::File)
+            .map_err(Self::err("create", &tmp))?;
+        f.write_all(contents)
+            .map_err(|source| SshError::Io { op: "write", path: tmp.clone(), source })?;
+        match f.fsync() {
+            Ok(()) => {}
+            // fsync@openssh.com is an extension; a server without it still gets the rename.
+            Err(e) if sftp_code(&e) == Some(FX_OP_UNSUPPORTED) => {}
+            Err(e) => return Err(Self::err("fsync", &tmp)(e)),
+        }
+        drop(f);
+        self.replace(&tmp, &target)
+    }
+
+    fn replace(&self, tmp: &str, target: &str) -> Result<(), SshError> {
+        if self.rename_channel.get().is_none() {
+            let raw = RawSftp::open(self.session).map_err(Self::err("start SFTP for posix-rename", target))?;
+            let _ = self.rename_channel.set(raw);
+        }
+        let channel = self.rename_channel.get().expect("set above");
+        match channel.posix_rename(tmp, target) {
+            Ok(()) => Ok(()),
+            Err(e) if sftp_code(&e) == Some(FX_OP_UNSUPPORTED) => self.replace_without_posix_rename(tmp, target),
+            Err(e) => Err(Self::err("rename", target)(e)),
+        }
+    }
+
+    /// Servers without `posix-rename@openssh.com`: move the old file aside, move the new one in,
+    /// delete the old. There is a moment with no file, never one with a partial file.
+    fn replace_without_posix_rename(&self, tmp: &str, target: &str) -> Result<(), SshError> {
+        let aside = format!("{target}.mirrorconf-old");
+        let had_old = self.exists(target)?;
+        if had_old {
+            let _ = self.sftp.unlink(Path::new(&aside));
+            self.sftp.rename(Path::new(target), Path::new(&aside), None).map_err(Self::err("rename", target))?;
+        }
+        self.sftp.rename(Path::new(tmp), Path::new(target), None).map_err(Self::err("rename", tmp))?;
+        if had_old {
+            self.sftp.unlink(Path::new(&aside)).map_err(Self::err("remove", &aside))?;
+        }
+        Ok(())
+    }
+}
+
+/// `dir/.name.mirrorconf-tmp` for `dir/name`: hidden, in the same folder, never named hosts.toml.
+fn temp_path(target: &str) -> String {
+    match target.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/.{name}{TEMP_SUFFIX}"),
+        None => format!(".{target}{TEMP_SUFFIX}"),
+    }
+}
+
+/// A second SFTP channel opened through libssh2 directly, only for `posix-rename@openssh.com`,
+/// which the ssh2 crate does not expose.
+struct RawSftp<'s> {
+    session: &'s Session,
+    ptr: *mut raw::LIBSSH2_SFTP,
+}
+
+impl<'s> RawSftp<'s> {
+    fn open(session: &'s Session) -> Result<Self, ssh2::Error> {
+        let mut sess = session.raw();
+        // SAFETY: the session pointer is valid while `sess` (the session's lock) is held, and the
+        // session is in blocking mode, so init either returns a channel or null with an error set.
+        let ptr = unsafe { raw::libssh2_sftp_init(&mut *sess) };
+        if ptr.is_null() {
+            // SAFETY: as above.
+            let rc = unsafe { raw::libssh2_session_last_errno(&mut *sess) };
+            return Err(ssh2::Error::from_errno(ErrorCode::Session(rc)));
+        }
+        Ok(RawSftp { session, ptr })
+    }
+
+    fn posix_rename(&self, from: &str, to: &str) -> Result<(), ssh2::Error> {
+        let from = CString::new(from).map_err(|_| ssh2::Error::from_errno(ErrorCode::Session(raw::LIBSSH2_ERROR_INVAL)))?;
+        let to = CString::new(to).map_err(|_| ssh2::Error::from_errno(ErrorCode::Session(raw::LIBSSH2_ERROR_INVAL)))?;
+        let _sess = self.session.raw();
+        // SAFETY: `ptr` came from libssh2_sftp_init on this session and is freed only in Drop; the
+        // strings outlive the call; the session lock is held.
+        let rc = unsafe {
+            libssh2_sftp_posix_rename_ex(self.ptr, from.as_ptr(), from.as_bytes().len(), to.as_ptr(), to.as_bytes().len())
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        if rc == raw::LIBSSH2_ERROR_SFTP_PROTOCOL {
+            // SAFETY: as above.
+            let code = unsafe { raw::libssh2_sftp_last_error(self.ptr) };
+            return Err(ssh2::Error::from_errno(ErrorCode::SFTP(code as i32)));
+        }
+        Err(ssh2::Error::from_errno(ErrorCode::Session(rc)))
+    }
+}
+
+impl Drop for RawSftp<'_> {
+    fn drop(&mut self) {
+        let _sess = self.session.raw();
+        // SAFETY: `ptr` is a live channel of this session, shut down once.
+        unsafe {
+            raw::libssh2_sftp_shutdown(self.ptr);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_hosts_names_follow_openssh() {
+        assert_eq!(known_hosts_name("10.0.0.1", 22), "10.0.0.1");
+        assert_eq!(known_hosts_name("win.example.com", 2222), "[win.example.com]:2222");
+    }
+}

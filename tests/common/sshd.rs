@@ -1,0 +1,140 @@
+//! Debian's OpenSSH server on a loopback address: its own host key, key-only login as root, and
+//! `internal-sftp -d <its own folder>`, so each server stands for one Windows host.
+
+use super::{require_tool, wait_for_port, Server};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A client key pair for every server of a test.
+pub struct ClientKey {
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+pub fn keygen(path: &Path) {
+    let out = Command::new(require_tool("ssh-keygen"))
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "mirrorconf-test", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+pub fn client_key(dir: &Path) -> ClientKey {
+    let private = dir.join("id_ed25519");
+    keygen(&private);
+    ClientKey { public: private.with_extension("pub"), private }
+}
+
+pub struct Sshd {
+    pub server: Option<Server>,
+    pub ip: String,
+    pub port: u16,
+    /// The SFTP start folder: what a relative remote root is relative to.
+    pub folder: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Sshd {
+    /// Starts sshd on `ip:port` in `dir` (host key made on first start, kept across restarts).
+    pub fn start(ip: &str, port: u16, dir: &Path, client: &ClientKey) -> Sshd {
+        let sshd = require_tool("sshd");
+        fs::create_dir_all(dir).unwrap();
+        // sshd refuses to start without its privilege-separation folder.
+        fs::create_dir_all("/run/sshd").unwrap();
+        let host_key = dir.join("host_key");
+        if !host_key.exists() {
+            keygen(&host_key);
+        }
+        let folder = dir.join("sftp");
+        fs::create_dir_all(&folder).unwrap();
+        let authorized = dir.join("authorized_keys");
+        fs::copy(&client.public, &authorized).unwrap();
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "ListenAddress {ip}:{port}\nHostKey {hk}\nPidFile none\nUsePAM no\nStrictModes no\n\
+                 AuthorizedKeysFile {ak}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
+                 Subsystem sftp internal-sftp -e -l VERBOSE -d {folder}\n",
+                hk = host_key.display(),
+                ak = authorized.display(),
+                folder = folder.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("sshd-{}.log", std::process::id()));
+        let mut cmd = Command::new(sshd);
+        cmd.args(["-D", "-e", "-f"]).arg(&config);
+        let mut server = Server::spawn(cmd, log.clone());
+        wait_for_port(SocketAddr::new(ip.parse().unwrap(), port), &mut server.child, &log);
+        Sshd { server: Some(server), ip: ip.to_string(), port, folder, dir: dir.to_path_buf() }
+    }
+
+    /// The known_hosts line for this server, as `ssh-keyscan` would give it.
+    pub fn known_hosts_line(&self) -> String {
+        let public = fs::read_to_string(self.dir.join("host_key.pub")).unwrap();
+        let mut parts = public.split_whitespace();
+        format!("[{}]:{} {} {}\n", self.ip, self.port, parts.next().unwrap(), parts.next().unwrap())
+    }
+
+    pub fn log_text(&self) -> String {
+        self.server.as_ref().map(Server::log_text).unwrap_or_default()
+    }
+
+    /// Stops the listener and every session process it forked (found by parent pid; all started
+    /// by this test), like a host that dies.
+    pub fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let pid = server.child.id() as i32;
+            for child in descendants(pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), nix::sys::signal::Signal::SIGKILL);
+            }
+            server.stop();
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every process below `pid`, from /proc's parent links.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The field after the command name (which may hold spaces) is the state, then the ppid.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse::<i32>().ok()) {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut found = vec![];
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for (c, _) in parent_of.iter().filter(|(_, pp)| *pp == p) {
+            found.push(*c);
+            frontier.push(*c);
+        }
+    }
+    found
+}
+
+/// A port free on every one of `ips` (each server of a test listens on the same port number, as
+/// `push --ssh-port` is one port for all hosts).
+pub fn common_free_port(ips: &[&str]) -> u16 {
+    for _ in 0..100 {
+        let port = super::free_port(ips[0]);
+        if ips.iter().all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok()) {
+            return port;
+        }
+    }
+    panic!("no port free on all of {ips:?}");
+}

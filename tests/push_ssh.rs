@@ -1,0 +1,341 @@
+//! Real OpenSSH servers (Debian `openssh-server`) on 127.0.0.2, 127.0.0.3, 127.0.0.4, each with its
+//! own host key and SFTP folder, stand for three Windows hosts. `mirrorconf push` must land the
+//! same tree `render --target windows` gives, write nothing when current, survive a dead, hung or
+//! impostor host, and never leave half a file.
+
+mod common;
+
+use common::sshd::{client_key, common_free_port, ClientKey, Sshd};
+use common::{render_text, tree};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+/// IDMS entries for `registries` (one source registry each), so the tree has one folder per name.
+fn policy(registries: &[&str], mirror: &str) -> String {
+    let mut m = String::from(
+        "apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {name: mirrors}\nspec:\n  imageDigestMirrors:\n",
+    );
+    for r in registries {
+        let path = r.replace(':', "-");
+        m.push_str(&format!("  - source: {r}/team/app\n    mirrors: [{mirror}/{path}/team/app]\n"));
+    }
+    m
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    key: ClientKey,
+    hosts: Vec<Sshd>,
+    port: u16,
+}
+
+impl Fleet {
+    fn start(ips: &[&str]) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let key = client_key(dir.path());
+        let port = common_free_port(ips);
+        let hosts = ips.iter().map(|ip| Sshd::start(ip, port, &dir.path().join(ip), &key)).collect();
+        let fleet = Fleet { dir, key, hosts, port };
+        fleet.write_known_hosts(&fleet.hosts.iter().map(Sshd::known_hosts_line).collect::<String>());
+        fleet.write_inventory(&ips.iter().map(|ip| (ip.to_string(), "username=root".to_string())).collect());
+        fleet
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_known_hosts(&self, text: &str) {
+        fs::write(self.path("known_hosts"), text).unwrap();
+    }
+
+    fn write_inventory(&self, entries: &BTreeMap<String, String>) {
+        let mut y = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances, namespace: openshift-windows-machine-config-operator}\ndata:\n");
+        for (k, v) in entries {
+            y.push_str(&format!("  {k:?}: {v:?}\n"));
+        }
+        fs::write(self.path("inventory.yaml"), y).unwrap();
+    }
+
+    fn push_args(&self, manifests: &str, extra: &[&str]) -> Command {
+        let m = self.path("policy.yaml");
+        fs::write(&m, manifests).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirrorconf"));
+        cmd.args(["push", "--manifests"]).arg(&m);
+        cmd.arg("--inventory").arg(self.path("inventory.yaml"));
+        cmd.arg("--identity").arg(&self.key.private);
+        cmd.arg("--known-hosts").arg(self.path("known_hosts"));
+        cmd.args(["--ssh-port", &self.port.to_string(), "--remote-root", "registries"]);
+        // Quick test defaults, unless the test sets the flag itself.
+        for (flag, value) in [("--retries", "1"), ("--retry-delay-ms", "100"), ("--connect-timeout", "3"), ("--timeout", "5")] {
+            if !extra.contains(&flag) {
+                cmd.args([flag, value]);
+            }
+        }
+        cmd.args(extra);
+        cmd
+    }
+
+    fn push(&self, manifests: &str, extra: &[&str]) -> Output {
+        self.push_args(manifests, extra).output().unwrap()
+    }
+
+    fn remote(&self, i: usize) -> PathBuf {
+        self.hosts[i].folder.join("registries")
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The Windows tree `render --target windows` gives, relative to the registries folder.
+fn expected_tree(manifests: &str) -> BTreeMap<String, Vec<u8>> {
+    let root = tempfile::tempdir().unwrap();
+    render_text(manifests, root.path(), &["--target", "windows"]);
+    files(&root.path().join("k/containerd/registries"))
+}
+
+/// Every file under `dir` with its bytes, leaving out mirrorconf's state file.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(dir)
+        .into_iter()
+        .filter(|p| p != ".mirrorconf-state.json")
+        .map(|p| {
+            let bytes = fs::read(dir.join(&p)).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn mtimes(dir: &Path) -> BTreeMap<String, SystemTime> {
+    tree(dir).into_iter().map(|p| (p.clone(), fs::metadata(dir.join(&p)).unwrap().modified().unwrap())).collect()
+}
+
+fn line_for<'a>(out: &'a str, ip: &str) -> &'a str {
+    out.lines().find(|l| l.starts_with(&format!("root@{ip} "))).unwrap_or_else(|| panic!("no line for {ip} in:\n{out}"))
+}
+
+#[test]
+fn first_push_lands_everywhere_and_an_unchanged_push_writes_nothing() {
+    let fleet = Fleet::start(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    let m = policy(&["quay.io", "registry.example.com:5000"], "mirror.local");
+    let out = fleet.push(&m, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let want = expected_tree(&m);
+    assert_eq!(want.keys().collect::<Vec<_>>(), vec!["quay.io/hosts.toml", "registry.example.com_5000_/hosts.toml"]);
+    for (i, h) in fleet.hosts.iter().enumerate() {
+        assert!(line_for(&t, &h.ip).contains("updated"), "{t}");
+        assert_eq!(files(&fleet.remote(i)), want, "host {}", h.ip);
+    }
+    let before: Vec<_> = (0..3).map(|i| mtimes(&fleet.remote(i))).collect();
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = fleet.push(&m, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for (i, h) in fleet.hosts.iter().enumerate() {
+        assert!(line_for(&t, &h.ip).contains("current"), "{t}");
+        assert_eq!(mtimes(&fleet.remote(i)), before[i], "host {} was written to", h.ip);
+    }
+    assert!(t.contains("3 host(s): 3 current, 0 updated, 0 failed"), "{t}");
+
+    // A changed policy with --parallel reaches every host too. On host 0, inotify sees how the
+    // files change: each hosts.toml is renamed into place over the old one, never deleted first.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(tx).unwrap();
+    notify::Watcher::watch(&mut watcher, &fleet.remote(0), notify::RecursiveMode::Recursive).unwrap();
+    let m2 = policy(&["quay.io", "registry.example.com:5000", "docker.io"], "other-mirror.local");
+    let out = fleet.push(&m2, &["--parallel", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for i in 0..3 {
+        assert_eq!(files(&fleet.remote(i)), expected_tree(&m2));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    drop(watcher);
+    let events: Vec<notify::Event> = rx.try_iter().map(Result::unwrap).collect();
+    let about = |name: &str| -> Vec<EventKind> {
+        events.iter().filter(|e| e.paths.iter().any(|p| p.ends_with(name))).map(|e| e.kind).collect()
+    };
+    use notify::event::{EventKind, ModifyKind, RenameMode};
+    for name in ["quay.io/hosts.toml", "registry.example.com_5000_/hosts.toml"] {
+        let kinds = about(name);
+        assert!(kinds.contains(&EventKind::Modify(ModifyKind::Name(RenameMode::To))), "{name}: {kinds:?}");
+        assert!(!kinds.iter().any(|k| matches!(k, EventKind::Remove(_))), "{name} was deleted: {kinds:?}");
+        assert!(!kinds.contains(&EventKind::Modify(ModifyKind::Name(RenameMode::From))), "{name} was moved aside: {kinds:?}");
+    }
+}
+
+#[test]
+fn a_stopped_host_is_reported_and_the_others_are_updated() {
+    let mut fleet = Fleet::start(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    fleet.hosts[1].kill();
+    let m = policy(&["quay.io"], "mirror.local");
+    let out = fleet.push(&m, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let failed = line_for(&t, "127.0.0.3");
+    assert!(failed.contains("FAILED") && failed.contains("after 2 attempt(s)") && failed.contains("cannot connect"), "{t}");
+    for i in [0, 2] {
+        assert!(line_for(&t, &fleet.hosts[i].ip).contains("updated"), "{t}");
+        assert_eq!(files(&fleet.remote(i)), expected_tree(&m));
+    }
+    assert!(t.contains("1 failed"), "{t}");
+}
+
+#[test]
+fn a_wrong_or_unknown_host_key_is_refused_and_nothing_is_written_there() {
+    let fleet = Fleet::start(&["127.0.0.2", "127.0.0.3"]);
+    // 127.0.0.3's entry carries another server's key; 127.0.0.2 is not listed at all.
+    let other = fs::read_to_string(fleet.hosts[0].dir.join("host_key.pub")).unwrap();
+    let mut parts = other.split_whitespace();
+    let (kt, key) = (parts.next().unwrap(), parts.next().unwrap());
+    fleet.write_known_hosts(&format!("[127.0.0.3]:{} {kt} {key}\n", fleet.port));
+    let m = policy(&["quay.io"], "mirror.local");
+    let out = fleet.push(&m, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let mismatch = line_for(&t, "127.0.0.3");
+    assert!(mismatch.contains("does NOT match") && mismatch.contains("after 1 attempt(s)"), "{t}");
+    let unknown = line_for(&t, "127.0.0.2");
+    assert!(unknown.contains("is not in") && unknown.contains("--trust-on-first-use"), "{t}");
+    for i in 0..2 {
+        assert!(!fleet.remote(i).exists(), "something was written on {}", fleet.hosts[i].ip);
+    }
+
+    // Trust on first use records the unknown key, still refuses the changed one.
+    let out = fleet.push(&m, &["--trust-on-first-use"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(line_for(&t, "127.0.0.2").contains("updated"), "{t}");
+    assert!(line_for(&t, "127.0.0.3").contains("does NOT match"), "{t}");
+    assert!(!fleet.remote(1).exists());
+    let known = fs::read_to_string(fleet.path("known_hosts")).unwrap();
+    assert!(known.contains(&fleet.hosts[0].known_hosts_line()), "{known}");
+    // The recorded key is now pinned: a plain push to that host works.
+    let out = fleet.push(&m, &[]);
+    assert!(line_for(&text(&out), "127.0.0.2").contains("current"), "{}", text(&out));
+}
+
+#[test]
+fn a_stale_registry_folder_is_removed_and_other_peoples_files_stay() {
+    let fleet = Fleet::start(&["127.0.0.2"]);
+    let both = policy(&["quay.io", "gone.example.com"], "mirror.local");
+    assert!(fleet.push(&both, &[]).status.success());
+    let remote = fleet.remote(0);
+    fs::write(remote.join("admin-notes.txt"), "mine").unwrap();
+    fs::create_dir_all(remote.join("manual.io")).unwrap();
+    fs::write(remote.join("manual.io/hosts.toml"), "server = \"https://manual.io\"\n").unwrap();
+
+    let one = policy(&["quay.io"], "mirror.local");
+    let out = fleet.push(&one, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(line_for(&text(&out), "127.0.0.2").contains("0 written, 2 removed"), "{}", text(&out));
+    assert!(!remote.join("gone.example.com").exists(), "stale folder still there");
+    let mut want = expected_tree(&one);
+    want.insert("admin-notes.txt".into(), b"mine".to_vec());
+    want.insert("manual.io/hosts.toml".into(), b"server = \"https://manual.io\"\n".to_vec());
+    assert_eq!(files(&remote), want);
+}
+
+#[test]
+fn a_bad_inventory_entry_is_reported_and_the_others_still_get_their_update() {
+    let fleet = Fleet::start(&["127.0.0.2"]);
+    let mut inv = BTreeMap::new();
+    inv.insert("127.0.0.2".to_string(), "username=root".to_string());
+    inv.insert("not a host".to_string(), "username=root".to_string());
+    inv.insert("127.0.0.9".to_string(), "user=root".to_string());
+    fleet.write_inventory(&inv);
+    let out = fleet.push(&policy(&["quay.io"], "m.local"), &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(r#"ConfigMap/windows-instances: data["127.0.0.9"] = "user=root": the value must be username=<user>"#), "{t}");
+    assert!(t.contains(r#"data["not a host"]"#), "{t}");
+    assert!(line_for(&t, "127.0.0.2").contains("updated"), "{t}");
+}
+
+#[test]
+fn a_host_that_accepts_but_never_answers_times_out_and_the_round_goes_on() {
+    let fleet = Fleet::start(&["127.0.0.2"]);
+    // 127.0.0.5 takes connections and never says a word.
+    let silent = std::net::TcpListener::bind(("127.0.0.5", fleet.port)).unwrap();
+    let held = std::thread::spawn(move || {
+        let mut conns = vec![];
+        while let Ok((c, _)) = silent.accept() {
+            conns.push(c);
+            if conns.len() == 2 {
+                std::thread::sleep(Duration::from_secs(30));
+                break;
+            }
+        }
+    });
+    let mut inv = BTreeMap::new();
+    inv.insert("127.0.0.5".to_string(), "username=root".to_string());
+    inv.insert("127.0.0.2".to_string(), "username=root".to_string());
+    fleet.write_inventory(&inv);
+    let out = fleet.push(&policy(&["quay.io"], "m.local"), &["--timeout", "1"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let hung = line_for(&t, "127.0.0.5");
+    assert!(hung.contains("FAILED") && hung.to_lowercase().contains("timed out"), "{t}");
+    assert!(line_for(&t, "127.0.0.2").contains("updated"), "{t}");
+    drop(held);
+}
+
+#[test]
+fn killing_the_server_mid_push_leaves_every_file_old_or_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let names_old: Vec<String> = (0..150).map(|i| format!("r{i}.example.com")).collect();
+    let old = policy(&names_old.iter().map(String::as_str).collect::<Vec<_>>(), "old-mirror.local");
+    let new = policy(&names_old.iter().map(String::as_str).collect::<Vec<_>>(), "new-mirror.local");
+    let (old_tree, new_tree) = (expected_tree(&old), expected_tree(&new));
+    let mut fleet = Fleet::start(&["127.0.0.2"]);
+    assert!(fleet.push(&old, &[]).status.success());
+    // How long a whole changed push takes here, so the kills land inside one on any machine.
+    let start = std::time::Instant::now();
+    assert!(fleet.push(&new, &[]).status.success());
+    let full = start.elapsed();
+    assert!(fleet.push(&old, &[]).status.success());
+    let mut interrupted = 0;
+    for fraction in [0.1, 0.3, 0.5, 0.7, 0.9] {
+        let delay = full.mul_f64(fraction);
+        let mut child = fleet
+            .push_args(&new, &["--retries", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        fleet.hosts[0].kill();
+        if !child.wait().unwrap().success() {
+            interrupted += 1;
+        }
+        let remote = fleet.remote(0);
+        for (path, bytes) in files(&remote) {
+            if path.ends_with(".mirrorconf-tmp") {
+                continue; // a temp file containerd never reads (it only opens hosts.toml)
+            }
+            assert!(
+                old_tree.get(&path) == Some(&bytes) || new_tree.get(&path) == Some(&bytes),
+                "after a kill at {delay:?}, {path} is neither the old nor the new file"
+            );
+        }
+        for path in old_tree.keys() {
+            assert!(remote.join(path).exists(), "after a kill at {delay:?}, {path} is missing");
+        }
+        fleet.hosts[0] = Sshd::start("127.0.0.2", fleet.port, &fleet.dir.path().join("127.0.0.2"), &fleet.key);
+        // Back to the old policy, so the next round has something to change again: files the cut
+        // push had already replaced must be rewritten even though the state names them.
+        assert!(fleet.push(&old, &[]).status.success());
+        let back: BTreeMap<_, _> = files(&fleet.remote(0)).into_iter().filter(|(p, _)| !p.ends_with(".mirrorconf-tmp")).collect();
+        assert_eq!(back, old_tree, "after a kill at {delay:?} and a new push");
+    }
+    assert!(interrupted > 0, "no kill landed inside a push (a full push took {full:?})");
+    // And a push that is not interrupted converges, leaving no temp file behind.
+    assert!(fleet.push(&new, &[]).status.success());
+    assert_eq!(files(&fleet.remote(0)), new_tree);
+    drop(dir);
+}
