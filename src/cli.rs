@@ -55,13 +55,13 @@ pub struct PushArgs {
 /// How to reach Windows hosts; shared by `push` and `run --windows-push`.
 #[derive(Debug, Clone, Args)]
 pub struct SshArgs {
-    /// Private key to log in with (OpenSSH or PEM format, no passphrase).
+    /// Private key to log in with (OpenSSH or PEM format, no passphrase). Required.
     #[arg(long, value_name = "KEYFILE")]
-    pub identity: PathBuf,
+    pub identity: Option<PathBuf>,
     /// known_hosts file (OpenSSH format; `[host]:port` entries for ports other than 22). A host whose
-    /// key is missing or different is refused.
+    /// key is missing or different is refused. Required.
     #[arg(long, value_name = "FILE")]
-    pub known_hosts: PathBuf,
+    pub known_hosts: Option<PathBuf>,
     /// Record the key of a host missing from --known-hosts instead of refusing it. A key that differs
     /// from a recorded one is still refused.
     #[arg(long)]
@@ -90,19 +90,22 @@ pub struct SshArgs {
 }
 
 impl SshArgs {
-    pub fn options(&self) -> crate::push::PushOptions {
+    pub fn options(&self) -> Result<crate::push::PushOptions, Error> {
         use std::time::Duration;
-        crate::push::PushOptions {
+        let need = |v: &Option<PathBuf>, flag: &str| {
+            v.clone().ok_or_else(|| Error::Usage(format!("{flag} is required to push to Windows hosts")))
+        };
+        Ok(crate::push::PushOptions {
             port: self.ssh_port,
-            identity: self.identity.clone(),
-            known_hosts: crate::sink::ssh::KnownHostsFile::new(&self.known_hosts, self.trust_on_first_use),
+            identity: need(&self.identity, "--identity <KEYFILE>")?,
+            known_hosts: crate::sink::ssh::KnownHostsFile::new(need(&self.known_hosts, "--known-hosts <FILE>")?, self.trust_on_first_use),
             remote_root: self.remote_root.clone(),
             parallel: usize::from(self.parallel),
             retries: self.retries,
             retry_delay: Duration::from_millis(self.retry_delay_ms),
             connect_timeout: Duration::from_secs(self.connect_timeout),
             op_timeout: Duration::from_secs(self.timeout),
-        }
+        })
     }
 }
 
@@ -139,8 +142,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub kube: bool,
     /// The node's filesystem root to write under (/ on a node, /host in the DaemonSet).
-    #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "windows_push", conflicts_with = "windows_push")]
+    pub root: Option<PathBuf>,
     /// The node's original registries.conf (see `render --help`); it is watched too.
     #[arg(long, value_name = "FILE")]
     pub base: Option<PathBuf>,
@@ -162,6 +165,35 @@ pub struct RunArgs {
     /// Quiet time after the last change before rendering, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 50)]
     pub debounce_ms: u64,
+    #[command(flatten)]
+    pub windows_push: WindowsPushArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// `run --kube --windows-push`: the in-cluster pusher (one replica, Lease leader election).
+#[derive(Debug, Clone, Args)]
+pub struct WindowsPushArgs {
+    /// Instead of writing this node's files, keep the Windows hosts (the `windows-instances`
+    /// ConfigMap and Nodes labelled kubernetes.io/os=windows) current over SSH. Needs --kube and the
+    /// SSH flags of `push` (--identity, --known-hosts, ...).
+    #[arg(id = "windows_push", long = "windows-push", requires = "kube")]
+    pub enabled: bool,
+    /// Namespace of the `windows-instances` ConfigMap.
+    #[arg(long, value_name = "NS", default_value = crate::source::windows_hosts::DEFAULT_NAMESPACE)]
+    pub inventory_namespace: String,
+    /// User for Windows Nodes that are not in the ConfigMap.
+    #[arg(long, value_name = "USER", default_value = "Administrator")]
+    pub windows_user: String,
+    /// Push to every host again this often even without a change (a current host costs one
+    /// connection), and this long after a round with failures at the latest.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub resync_interval: u64,
+    /// Namespace and name of the leader-election Lease (default namespace: $POD_NAMESPACE, else mirrorconf).
+    #[arg(long, value_name = "NS")]
+    pub lease_namespace: Option<String>,
+    #[arg(long, value_name = "NAME", default_value = "mirrorconf-windows-push")]
+    pub lease_name: String,
 }
 
 /// Runs a parsed command. User-facing results go to stdout; errors are returned for `main` to print.
@@ -215,6 +247,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
 
 fn push(args: &PushArgs) -> Result<ExitCode, Error> {
     use crate::push::{self, inventory};
+    let opts = args.ssh.options()?;
     let (inputs, policy) = node::load_policy(&args.manifests)?;
     let wanted = push::windows_tree(&node::render_files(&inputs, &policy, None, &[Target::Windows])?);
     print_policy_warnings(&policy);
@@ -223,7 +256,6 @@ fn push(args: &PushArgs) -> Result<ExitCode, Error> {
     for e in &skipped {
         eprintln!("error: inventory: {e}; this entry is skipped");
     }
-    let opts = args.ssh.options();
     let bar = indicatif::ProgressBar::new(hosts.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} hosts  {elapsed}").expect("a valid template"),

@@ -69,6 +69,40 @@ fn the_daemonset_mounts_exactly_what_the_agent_writes() {
 #[test]
 fn rbac_is_least_privilege() {
     let all = docs("deploy/rbac.yaml");
+    check_rules(&all);
+    let roles = find(&all, "Role");
+    assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "openshift-config"), "configmaps only in openshift-config");
+    let cluster_role = find(&all, "ClusterRole")[0];
+    let cluster_resources: Vec<&str> = cluster_role["rules"].as_sequence().unwrap().iter().flat_map(|r| r["resources"].as_sequence().unwrap()).map(|v| v.as_str().unwrap()).collect();
+    assert!(!cluster_resources.contains(&"configmaps") && !cluster_resources.contains(&"secrets"));
+}
+
+#[test]
+fn the_windows_pusher_is_one_replica_with_least_privilege() {
+    let all = docs("deploy/windows-push.yaml");
+    check_rules(&all);
+    let d = find(&all, "Deployment")[0];
+    assert_eq!(d["spec"]["replicas"], 1);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], Value::Bool(true));
+    assert!(pod["volumes"].as_sequence().unwrap().iter().all(|v| v["hostPath"].is_null()), "the pusher touches no node files");
+    let c = &pod["containers"][0];
+    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.starts_with(&["run", "--kube", "--windows-push"]), "{args:?}");
+    // The arguments parse (an unknown flag would stop the pod at once).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorconf")).args(&args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ns_roles: Vec<&Value> = find(&all, "Role");
+    let inventory = ns_roles.iter().find(|r| r["metadata"]["namespace"] == "openshift-windows-machine-config-operator").unwrap();
+    assert_eq!(inventory["rules"][0]["resourceNames"][0], "windows-instances");
+    let cluster_role = find(&all, "ClusterRole")[0];
+    let cluster_resources: Vec<&str> = cluster_role["rules"].as_sequence().unwrap().iter().flat_map(|r| r["resources"].as_sequence().unwrap()).map(|v| v.as_str().unwrap()).collect();
+    assert!(!cluster_resources.contains(&"configmaps") && !cluster_resources.contains(&"secrets") && !cluster_resources.contains(&"leases"));
+}
+
+/// No wildcard anywhere; the only writes are Events, the node annotation and the pusher's Lease;
+/// secrets only by name.
+fn check_rules(all: &[Value]) {
     for role in find(&all, "ClusterRole").into_iter().chain(find(&all, "Role")) {
         for rule in role["rules"].as_sequence().unwrap() {
             for field in ["verbs", "resources", "apiGroups"] {
@@ -79,18 +113,18 @@ fn rbac_is_least_privilege() {
             let resources: Vec<&str> = rule["resources"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
             let writes = verbs.iter().any(|v| !matches!(*v, "get" | "list" | "watch"));
             if writes {
-                assert!(resources == ["events"] && verbs == ["create", "patch"] || resources == ["nodes"] && verbs == ["patch"], "unexpected write: {rule:?}");
+                let lease_create = resources == ["leases"] && verbs == ["create"];
+                let lease_update = resources == ["leases"] && verbs == ["get", "update"] && rule["resourceNames"][0] == "mirrorconf-windows-push";
+                assert!(
+                    resources == ["events"] && verbs == ["create", "patch"] || resources == ["nodes"] && verbs == ["patch"] || lease_create || lease_update,
+                    "unexpected write: {rule:?}"
+                );
             }
             if resources.contains(&"secrets") {
                 assert_eq!(rule["resourceNames"][0], "pull-secret", "only the pull secret, by name");
             }
         }
     }
-    let roles = find(&all, "Role");
-    assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "openshift-config"), "configmaps only in openshift-config");
-    let cluster_role = find(&all, "ClusterRole")[0];
-    let cluster_resources: Vec<&str> = cluster_role["rules"].as_sequence().unwrap().iter().flat_map(|r| r["resources"].as_sequence().unwrap()).map(|v| v.as_str().unwrap()).collect();
-    assert!(!cluster_resources.contains(&"configmaps") && !cluster_resources.contains(&"secrets"));
 }
 
 #[test]

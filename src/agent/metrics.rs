@@ -17,6 +17,8 @@ pub struct Metrics {
     pub watch_restarts: Counter,
     pub last_success: Gauge<f64, AtomicU64>,
     pub input_valid: Gauge,
+    pub windows_hosts: Gauge,
+    pub windows_hosts_failed: Gauge,
     ready: AtomicBool,
 }
 
@@ -39,6 +41,8 @@ impl Metrics {
             watch_restarts: Counter::default(),
             last_success: Gauge::default(),
             input_valid: Gauge::default(),
+            windows_hosts: Gauge::default(),
+            windows_hosts_failed: Gauge::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
@@ -51,6 +55,8 @@ impl Metrics {
         registry.register("watch_restarts", "Times a source restarted its watch (relist, watcher error)", m.watch_restarts.clone());
         registry.register("last_success_timestamp_seconds", "Unix time of the last successful render", m.last_success.clone());
         registry.register("input_valid", "1 when the current input is valid, 0 when it was refused", m.input_valid.clone());
+        registry.register("windows_hosts", "Windows hosts in the last push round (--windows-push)", m.windows_hosts.clone());
+        registry.register("windows_hosts_failed", "Windows hosts that failed in the last push round", m.windows_hosts_failed.clone());
         Metrics { registry, ..m }
     }
 

@@ -8,6 +8,7 @@
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub mod windows_push;
 
 use crate::error::Error;
 use crate::fileset::FileSet;
@@ -64,7 +65,7 @@ pub fn files_hash(files: &FileSet) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn objects_of(e: &Error) -> Vec<String> {
+pub(crate) fn objects_of(e: &Error) -> Vec<String> {
     match e {
         Error::Invalid(v) => {
             let mut objects: Vec<String> = v.0.iter().map(|e| e.object.clone()).collect();
@@ -73,6 +74,10 @@ fn objects_of(e: &Error) -> Vec<String> {
         }
         _ => Vec::new(),
     }
+}
+
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Renders and applies once, recording metrics. Never panics on bad input.
@@ -92,8 +97,7 @@ pub async fn render_once(settings: &Settings, snapshot: &Snapshot, metrics: &Met
             metrics.files_written.inc_by(report.written.len() as u64);
             metrics.files_removed.inc_by(report.removed.len() as u64);
             metrics.input_valid.set(1);
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-            metrics.last_success.set(now);
+            metrics.last_success.set(unix_now());
             metrics.set_ready();
             for p in &report.kept_foreign {
                 tracing::warn!(path = %p, "kept a file mirrorconf did not write");

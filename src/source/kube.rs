@@ -40,7 +40,7 @@ pub struct Cluster {
     last_annotated: Arc<Mutex<Option<String>>>,
 }
 
-fn spawn_reflector<K>(api: Api<K>, config: watcher::Config, triggers: mpsc::Sender<()>, metrics: Arc<Metrics>) -> Store<K>
+pub(crate) fn spawn_reflector<K>(api: Api<K>, config: watcher::Config, triggers: mpsc::Sender<()>, metrics: Arc<Metrics>) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,

@@ -4,3 +4,5 @@
 
 pub mod files;
 pub mod kube;
+pub mod lease;
+pub mod windows_hosts;

@@ -7,6 +7,9 @@
 //! - [`FakeApi::expire_watches`] compacts history: open watches get an `ERROR` event with a 410
 //!   `Expired` Status and close, and a WATCH from an older resourceVersion gets the same, so clients
 //!   must relist — exactly what etcd compaction does to a real cluster.
+//! - Label selectors `k=v[,k=v]` on LIST and WATCH.
+//! - POST creates (409 `AlreadyExists` when the name is taken) and PUT replaces with optimistic
+//!   concurrency (409 `Conflict` on a stale resourceVersion), which Lease leader election relies on.
 //! - POST of `events.k8s.io/v1` Events and merge PATCH of Nodes are recorded for assertions.
 
 use axum::body::{Body, Bytes};
@@ -67,6 +70,7 @@ fn kind_of(plural: &str) -> &'static str {
         "secrets" => "Secret",
         "nodes" => "Node",
         "events" => "Event",
+        "leases" => "Lease",
         _ => "Unknown",
     }
 }
@@ -92,6 +96,23 @@ fn parse_path(path: &str) -> Option<(String, String, String, Option<String>)> {
 
 fn name_selector(q: &HashMap<String, String>) -> Option<String> {
     q.get("fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")).map(String::from)
+}
+
+/// Equality-based label selectors (`a=b,c=d`), the only kind mirrorconf uses.
+fn labels_match(q: &HashMap<String, String>, object: &Value) -> bool {
+    let Some(selector) = q.get("labelSelector") else { return true };
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| match term.split_once('=') {
+        Some((k, v)) => object["metadata"]["labels"][k.trim_end_matches('=')] == v,
+        None => false,
+    })
+}
+
+fn selected(q: &HashMap<String, String>, object: &Value) -> bool {
+    name_selector(q).is_none_or(|n| object["metadata"]["name"] == n.as_str()) && labels_match(q, object)
+}
+
+fn conflict(reason: &str, message: String) -> Response {
+    json_response(StatusCode::CONFLICT, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "message": message, "code": 409}))
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
@@ -137,8 +158,15 @@ impl FakeApi {
         ((api_version, ns, plural), name)
     }
 
-    /// Creates or replaces an object (ADDED or MODIFIED), as `kubectl apply` would.
-    pub fn apply(&self, mut object: Value) {
+    /// The stored object, if any.
+    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}});
+        let (key, name) = Self::key_of(&probe);
+        self.state.lock().unwrap().collections.get(&key).and_then(|c| c.objects.get(&name)).cloned()
+    }
+
+    /// Creates or replaces an object (ADDED or MODIFIED), as `kubectl apply` would; returns it as stored.
+    pub fn apply(&self, mut object: Value) -> Value {
         let (key, name) = Self::key_of(&object);
         let mut s = self.state.lock().unwrap();
         s.rv += 1;
@@ -150,9 +178,10 @@ impl FakeApi {
         let c = s.collections.entry(key).or_default();
         let kind = if c.objects.contains_key(&name) { "MODIFIED" } else { "ADDED" };
         c.objects.insert(name, object.clone());
-        c.log.push((rv, kind, object));
+        c.log.push((rv, kind, object.clone()));
         drop(s);
         let _ = self.signal.send(Signal::Changed);
+        object
     }
 
     pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
@@ -211,11 +240,10 @@ async fn handle(
         (Method::GET, None) if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) => watch(api, key, q),
         (Method::GET, None) => {
             let s = api.state.lock().unwrap();
-            let selector = name_selector(&q);
             let items: Vec<Value> = s
                 .collections
                 .get(&key)
-                .map(|c| c.objects.values().filter(|o| selector.as_deref().is_none_or(|n| o["metadata"]["name"] == n)).cloned().collect())
+                .map(|c| c.objects.values().filter(|o| selected(&q, o)).cloned().collect())
                 .unwrap_or_default();
             let list = json!({"apiVersion": gv, "kind": format!("{}List", kind_of(&plural)),
                               "metadata": {"resourceVersion": s.rv.to_string()}, "items": items});
@@ -241,6 +269,36 @@ async fn handle(
             let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "annotations": patch["metadata"]["annotations"].clone()}});
             json_response(StatusCode::OK, &node)
         }
+        (Method::POST, None) => {
+            let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
+                return json_response(StatusCode::BAD_REQUEST, &json!({"kind": "Status", "code": 400}));
+            };
+            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            if api.get(&gv, kind_of(&plural), &ns, &name).is_some() {
+                return conflict("AlreadyExists", format!("{plural} {name:?} already exists"));
+            }
+            object["apiVersion"] = json!(gv);
+            object["kind"] = json!(kind_of(&plural));
+            object["metadata"]["namespace"] = if ns.is_empty() { Value::Null } else { json!(ns) };
+            let stored = api.apply(object);
+            json_response(StatusCode::CREATED, &stored)
+        }
+        (Method::PUT, Some(n)) => {
+            let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
+                return json_response(StatusCode::BAD_REQUEST, &json!({"kind": "Status", "code": 400}));
+            };
+            let Some(current) = api.get(&gv, kind_of(&plural), &ns, &n) else {
+                return json_response(StatusCode::NOT_FOUND, &json!({"kind": "Status", "code": 404, "reason": "NotFound"}));
+            };
+            // Optimistic concurrency, as the real API server: a stale resourceVersion is a conflict.
+            if object["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+                return conflict("Conflict", "the object has been modified; please apply your changes to the latest version".into());
+            }
+            object["apiVersion"] = json!(gv);
+            object["kind"] = json!(kind_of(&plural));
+            let stored = api.apply(object);
+            json_response(StatusCode::OK, &stored)
+        }
         (Method::GET, Some(n)) => {
             let s = api.state.lock().unwrap();
             match s.collections.get(&key).and_then(|c| c.objects.get(&n)) {
@@ -255,7 +313,6 @@ async fn handle(
 fn watch(api: FakeApi, key: Key, q: HashMap<String, String>) -> Response {
     let from: u64 = q.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-    let selector = name_selector(&q);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let mut signals = api.signal.subscribe();
     api.state.lock().unwrap().watches_opened += 1;
@@ -282,7 +339,7 @@ fn watch(api: FakeApi, key: Key, q: HashMap<String, String>) -> Response {
             }
             for (rv, kind, object) in batch {
                 sent = rv;
-                if selector.as_deref().is_some_and(|n| object["metadata"]["name"] != n) {
+                if !selected(&q, &object) {
                     continue;
                 }
                 if tx.send(line(json!({"type": kind, "object": object}))).await.is_err() {

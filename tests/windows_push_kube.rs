@@ -1,0 +1,149 @@
+//! `mirrorconf run --kube --windows-push`, the in-cluster pusher: the in-test API server (a test
+//! double for kube-apiserver, over a real socket) holds the policy, the `windows-instances`
+//! ConfigMap, Windows Nodes and the Lease; real OpenSSH servers on 127.0.0.2-4 are the hosts.
+
+mod common;
+#[allow(dead_code)] // this test drives only part of the test API server
+#[path = "common/apiserver.rs"]
+mod apiserver;
+
+use apiserver::FakeApi;
+use common::sshd::{client_key, common_free_port, ClientKey, Sshd};
+use common::{tree, wait_until};
+use serde_json::{json, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn idms(mirror: &str) -> Value {
+    json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageDigestMirrorSet", "metadata": {"name": "app"},
+           "spec": {"imageDigestMirrors": [{"source": "quay.io/team/app", "mirrors": [format!("{mirror}/team/app")]}]}})
+}
+
+fn inventory(ips: &[&str]) -> Value {
+    let data: serde_json::Map<String, Value> = ips.iter().map(|ip| (ip.to_string(), json!("username=root"))).collect();
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "windows-instances", "namespace": "openshift-windows-machine-config-operator"}, "data": data})
+}
+
+fn windows_node(name: &str, ip: &str, os: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/os": os}},
+           "status": {"addresses": [{"type": "InternalIP", "address": ip}]}})
+}
+
+struct Pusher {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Pusher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pusher {
+    fn start(dir: &Path, kubeconfig: &Path, key: &ClientKey, port: u16, name: &str) -> Pusher {
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
+            .args(["run", "--kube", "--windows-push", "--windows-user", "root", "--lease-namespace", "mirrorconf"])
+            .arg("--identity")
+            .arg(&key.private)
+            .arg("--known-hosts")
+            .arg(dir.join("known_hosts"))
+            .args(["--ssh-port", &port.to_string(), "--remote-root", "registries"])
+            .args(["--retries", "0", "--connect-timeout", "2", "--timeout", "5"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", name)
+            .env("RUST_LOG", "mirrorconf=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Pusher { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn terminate(&mut self) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "pusher exited with {status}:\n{}", self.log_text());
+    }
+}
+
+fn hosts_toml(host: &Sshd) -> Option<String> {
+    fs::read_to_string(host.folder.join("registries/quay.io/hosts.toml")).ok()
+}
+
+fn lease_holder(api: &FakeApi) -> Option<String> {
+    api.get("coordination.k8s.io/v1", "Lease", "mirrorconf", "mirrorconf-windows-push")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
+}
+
+#[test]
+fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = client_key(dir.path());
+    let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let port = common_free_port(&ips);
+    let hosts: Vec<Sshd> = ips.iter().map(|ip| Sshd::start(ip, port, &dir.path().join(ip), &key)).collect();
+    fs::write(dir.path().join("known_hosts"), hosts.iter().map(Sshd::known_hosts_line).collect::<String>()).unwrap();
+
+    let api = FakeApi::start();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    api.apply(idms("mirror-one.local"));
+    api.apply(inventory(&["127.0.0.2"]));
+    api.apply(windows_node("win-1", "127.0.0.3", "windows"));
+    // A Linux node is not a push target.
+    api.apply(windows_node("linux-1", "127.0.0.4", "linux"));
+
+    let mut a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a");
+    let on = |h: &Sshd, needle: &str| hosts_toml(h).is_some_and(|t| t.contains(needle));
+    wait_until(30, "first push to the inventory host and the Windows node", || {
+        on(&hosts[0], "mirror-one.local") && on(&hosts[1], "mirror-one.local")
+    });
+    assert_eq!(lease_holder(&api).as_deref(), Some("pusher-a"));
+    assert!(!hosts[2].folder.join("registries").exists(), "the Linux node got a push");
+
+    // A second replica waits: it never takes a held Lease.
+    let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(lease_holder(&api).as_deref(), Some("pusher-a"), "{}", b.log_text());
+
+    // A policy change reaches every host.
+    api.apply(idms("mirror-two.local"));
+    wait_until(30, "the changed policy on both hosts", || on(&hosts[0], "mirror-two.local") && on(&hosts[1], "mirror-two.local"));
+
+    // A host added to the inventory gets the tree.
+    api.apply(inventory(&["127.0.0.2", "127.0.0.4"]));
+    wait_until(30, "the new inventory host", || on(&hosts[2], "mirror-two.local"));
+
+    // An invalid policy: an Event, and the hosts keep their last good files.
+    let mtimes: Vec<_> = (0..3).map(|i| {
+        let d = hosts[i].folder.join("registries");
+        tree(&d).into_iter().map(|p| fs::metadata(d.join(&p)).unwrap().modified().unwrap()).collect::<Vec<_>>()
+    }).collect();
+    let mut bad = idms("mirror-three.local");
+    bad["spec"]["imageDigestMirrors"][0]["mirrors"] = json!(["Not A Mirror!"]);
+    api.apply(bad);
+    wait_until(30, "an InvalidMirrorPolicy Event", || api.events().iter().any(|e| e["reason"] == "InvalidMirrorPolicy"));
+    for (i, h) in hosts.iter().enumerate() {
+        assert!(on(h, "mirror-two.local"), "host {} lost its last good file", h.ip);
+        let d = h.folder.join("registries");
+        let now: Vec<_> = tree(&d).into_iter().map(|p| fs::metadata(d.join(&p)).unwrap().modified().unwrap()).collect();
+        assert_eq!(now, mtimes[i], "host {} was written to while the input was invalid", h.ip);
+    }
+
+    // SIGTERM releases the Lease; the waiting replica takes over and pushes the next change.
+    a.terminate();
+    wait_until(30, "pusher-b leading", || lease_holder(&api).as_deref() == Some("pusher-b"));
+    api.apply(idms("mirror-four.local"));
+    wait_until(30, "pusher-b's push", || hosts.iter().all(|h| on(h, "mirror-four.local")));
+    assert!(b.log_text().contains("became the leader"), "{}", b.log_text());
+}
