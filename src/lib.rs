@@ -15,12 +15,17 @@
 //! - [`fileset`]: the set of files (relative path, bytes, mode) that every renderer returns and every
 //!   sink applies.
 //! - [`sink`]: applying a file set. [`sink::local`] writes under a root atomically and removes only
-//!   what its owned-files manifest lists.
+//!   what its owned-files manifest lists; [`sink::ssh`] does the same on a remote host over SFTP
+//!   (verified host key, temp file + posix-rename, state file written last).
+//! - [`push`]: `mirrorconf push`: the inventory ([`push::inventory`]), the pure per-host plan from
+//!   the remote state file ([`push::plan`]), and the sequential or parallel round with retries.
 //! - [`node`]: the edge used by the commands: read manifests and the base file, render, apply.
 //! - [`source`]: where the agent's inputs come from: [`source::files`] watches folders with
-//!   `notify`, [`source::kube`] runs kube-rs reflectors and reports back (Events, node annotation).
+//!   `notify`, [`source::kube`] runs kube-rs reflectors and reports back (Events, node annotation),
+//!   [`source::windows_hosts`] finds Windows hosts, [`source::lease`] is Lease leader election.
 //! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks) with its metrics and the
-//!   `/healthz` `/readyz` `/metrics` server; shutdown is a future the caller passes in.
+//!   `/healthz` `/readyz` `/metrics` server; [`agent::windows_push`] is the in-cluster pusher.
+//!   Shutdown is a future the caller passes in.
 //! - [`run`]: the tokio runtime and signal handling around [`agent`] for the `run` command.
 //! - [`cli`]: argument types and commands; `main.rs` is a thin wrapper.
 //! - [`error`]: the library error type, which tells bad input (exit 2) from failures (exit 1).
