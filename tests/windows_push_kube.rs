@@ -146,4 +146,16 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
     api.apply(idms("mirror-four.local"));
     wait_until(30, "pusher-b's push", || hosts.iter().all(|h| on(h, "mirror-four.local")));
     assert!(b.log_text().contains("became the leader"), "{}", b.log_text());
+
+    // Someone else takes the Lease (as after a network partition): pusher-b steps down and pushes
+    // nothing more.
+    let mut lease = api.get("coordination.k8s.io/v1", "Lease", "mirrorconf", "mirrorconf-windows-push").unwrap();
+    lease["spec"]["holderIdentity"] = json!("intruder");
+    lease["spec"]["renewTime"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    lease["spec"]["leaseDurationSeconds"] = json!(3600);
+    api.apply(lease);
+    wait_until(30, "pusher-b stepping down", || b.log_text().contains("stepping down"));
+    api.apply(idms("mirror-five.local"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(hosts.iter().all(|h| on(h, "mirror-four.local")), "a replica without the Lease pushed");
 }
