@@ -34,6 +34,7 @@ pub mod agent;
 pub mod cli;
 pub mod error;
 pub mod fileset;
+pub mod inspect;
 pub mod model;
 pub mod node;
 pub mod policy;

@@ -111,3 +111,20 @@ pub fn render_files(inputs: &Inputs, policy: &Policy, base: Option<&Base>, targe
         (e, _) => Error::Render(e),
     })
 }
+
+/// What `render` would change under `root`, without writing anything (the base is resolved the
+/// same way, but not adopted).
+pub fn preview<P: AsRef<Path>>(
+    manifests: &[P],
+    root: &Path,
+    base: Option<&Path>,
+    targets: &[Target],
+) -> Result<crate::inspect::diff::Report, Error> {
+    let inputs = load_paths(manifests).map_err(Error::Load)?;
+    let policy = Policy::from_inputs(&inputs)?;
+    let sink = LocalSink::new(root);
+    let base = if targets.contains(&Target::Linux) { Some(resolve_base(root, base, &sink)?) } else { None };
+    let files = render_files(&inputs, &policy, base.as_ref(), targets)?;
+    let (changes, kept) = sink.preview(&files)?;
+    crate::inspect::diff::report(&changes, kept).map_err(Error::Usage)
+}

@@ -49,6 +49,36 @@ impl LocalSink {
         }
     }
 
+    /// What [`LocalSink::apply`] would change, without changing anything: every file whose bytes
+    /// would be written or removed, and the files someone else wrote that would be kept.
+    pub fn preview(&self, files: &FileSet) -> Result<(Vec<crate::inspect::diff::Change>, Vec<String>), SinkError> {
+        use crate::inspect::diff::Change;
+        let owned = self.manifest()?;
+        let read = |rel: &str| -> Result<Option<Vec<u8>>, SinkError> {
+            let path = self.root.join(rel);
+            match fs::read(&path) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(SinkError { path, source }),
+            }
+        };
+        let mut changes = Vec::new();
+        let mut kept = Vec::new();
+        for (rel, file) in files.iter() {
+            match read(rel)? {
+                Some(current) if current == file.contents => {}
+                Some(_) if !owned.files.contains_key(rel) && !file.takes_over => kept.push(rel.to_string()),
+                old => changes.push(Change { path: rel.to_string(), old, new: Some(file.contents.clone()) }),
+            }
+        }
+        for rel in owned.files.keys().filter(|p| files.get(p).is_none()) {
+            if let Some(old) = read(rel)? {
+                changes.push(Change { path: rel.clone(), old: Some(old), new: None });
+            }
+        }
+        Ok((changes, kept))
+    }
+
     /// Brings the root in line with `files`. The manifest is updated even when a step fails, so that
     /// whatever was written is still known to be mirrorconf's.
     pub fn apply(&self, files: &FileSet) -> Result<ApplyReport, SinkError> {

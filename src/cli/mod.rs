@@ -1,6 +1,9 @@
 //! Command-line interface: argument types and the commands they run. `main.rs` only parses, sets up
 //! logging and turns the result into an exit code.
 
+mod inspect;
+mod push;
+
 use crate::error::Error;
 use crate::node;
 use crate::render::Target;
@@ -37,6 +40,54 @@ pub enum Command {
     Run(RunArgs),
     /// Render the Windows tree and bring every host of a BYOH inventory up to date over SSH (SFTP).
     Push(PushArgs),
+    /// Print, in order, every endpoint the runtime tries for an image reference, and why.
+    Resolve(ResolveArgs),
+    /// Show what `render` would change under a root, and what the MCO would have done for it.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The image reference, e.g. quay.io/team/app@sha256:... or busybox:1.36.
+    #[arg(value_name = "IMAGE-REF")]
+    pub reference: String,
+    /// A manifest file or folder. Repeatable.
+    #[arg(long = "manifests", value_name = "PATH", required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// Which runtime's rules: linux (containers/image, registries.conf), windows or containerd
+    /// (containerd, hosts.toml).
+    #[arg(long, value_enum, default_value_t = Target::Linux)]
+    pub target: Target,
+    /// The node's registries.conf to render over (default: an empty base).
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// A manifest file or folder. Repeatable.
+    #[arg(long = "manifests", value_name = "PATH", required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// The node's filesystem root to compare with (as for `render`). Nothing under it is written.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    #[arg(long = "target", value_enum, default_values_t = [Target::Linux])]
+    pub targets: Vec<Target>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Exit 1 when there are changes (as `git diff --exit-code`).
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Debug, Args)]
@@ -227,7 +278,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => crate::run::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Push(args) => push(&args),
+        Command::Push(args) => push::push(&args),
+        Command::Resolve(args) => inspect::resolve(&args),
+        Command::Diff(args) => inspect::diff(&args),
         Command::Validate(args) => {
             let (inputs, policy) = node::load_policy(&args.manifests)?;
             println!(
@@ -245,47 +298,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
-fn push(args: &PushArgs) -> Result<ExitCode, Error> {
-    use crate::push::{self, inventory};
-    let opts = args.ssh.options()?;
-    let (inputs, policy) = node::load_policy(&args.manifests)?;
-    let wanted = push::windows_tree(&node::render_files(&inputs, &policy, None, &[Target::Windows])?);
-    print_policy_warnings(&policy);
-    print_hosts_warnings(&policy);
-    let (hosts, skipped) = inventory::load(&args.inventory)?;
-    for e in &skipped {
-        eprintln!("error: inventory: {e}; this entry is skipped");
-    }
-    let bar = indicatif::ProgressBar::new(hosts.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} hosts  {elapsed}").expect("a valid template"),
-    );
-    let outcomes = push::push_all(&hosts, &wanted, &opts, &|o| {
-        bar.suspend(|| println!("{}", o.line()));
-        bar.inc(1);
-    });
-    bar.finish_and_clear();
-    let count = |f: fn(&push::HostStatus) -> bool| outcomes.iter().filter(|o| f(&o.status)).count();
-    let failed = count(|s| matches!(s, push::HostStatus::Failed { .. }));
-    println!(
-        "{} host(s): {} current, {} updated, {} failed; {} inventory entr(y/ies) skipped",
-        outcomes.len(),
-        count(|s| matches!(s, push::HostStatus::Current)),
-        count(|s| matches!(s, push::HostStatus::Updated(_))),
-        failed,
-        skipped.len()
-    );
-    Ok(if failed == 0 && skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-fn print_policy_warnings(policy: &crate::policy::Policy) {
+pub(crate) fn print_policy_warnings(policy: &crate::policy::Policy) {
     for w in &policy.warnings {
         eprintln!("warning: {w}");
     }
 }
 
 /// What containerd (Linux containerd and Windows nodes) cannot express; a warning, not a failure.
-fn print_hosts_warnings(policy: &crate::policy::Policy) {
+pub(crate) fn print_hosts_warnings(policy: &crate::policy::Policy) {
     for w in crate::render::hosts_toml::warnings(policy) {
         eprintln!("warning (containerd and Windows nodes): {w}");
     }

@@ -1,0 +1,145 @@
+//! Which endpoints containerd tries for a reference, read from a hosts.toml tree the way containerd's
+//! `config_path` resolver reads it: the registry host's folder (`host_port_` first on Windows, then
+//! `host:port`, then `_default`), its `[host]` tables in file order keeping those whose capabilities
+//! fit (a digest needs `pull`; a tag needs `pull` and `resolve`), then `server`. Mirrors are per
+//! registry: the whole repository path is appended to each host.
+
+use super::reference::ImageRef;
+use super::{Endpoint, Resolution, Skipped};
+use crate::fileset::FileSet;
+use crate::render::hosts_toml::Layout;
+use toml_edit::{DocumentMut, Item};
+
+/// containerd's default when no hosts.toml applies (docker.io is served by registry-1.docker.io).
+fn default_server(registry: &str) -> String {
+    let host = if registry == "docker.io" { "registry-1.docker.io" } else { registry };
+    format!("https://{host}/v2")
+}
+
+/// The URL a host entry is asked for: `/v2` is added unless `override_path` says the URL has it.
+fn api_base(url: &str, override_path: bool) -> String {
+    let url = url.trim_end_matches('/');
+    if override_path { url.to_string() } else { format!("{url}/v2") }
+}
+
+pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<Resolution, String> {
+    let mut res = Resolution { reference: reference.to_string(), matched: None, endpoints: vec![], skipped: vec![] };
+    let object = match (&reference.digest, &reference.tag) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "latest".to_string(),
+    };
+    let path_of = |base: &str| format!("{base}/{}/manifests/{object}", reference.repository);
+    let mut candidates = vec![Layout::Windows.dir_name(&reference.registry), reference.registry.clone(), "_default".to_string()];
+    if layout == Layout::Linux {
+        candidates.remove(0);
+    }
+    let found = candidates.iter().find_map(|dir| tree.get(&format!("{dir}/hosts.toml")).map(|f| (dir.clone(), f)));
+    let Some((dir, file)) = found else {
+        res.endpoints.push(Endpoint {
+            pull: path_of(&default_server(&reference.registry)),
+            kind: "source".into(),
+            why: "no hosts.toml for this registry: containerd's default".into(),
+            insecure: false,
+            ca: None,
+        });
+        return Ok(res);
+    };
+    res.matched = Some(format!("{dir}/hosts.toml"));
+    let text = std::str::from_utf8(&file.contents).map_err(|_| format!("{dir}/hosts.toml is not UTF-8"))?;
+    let doc: DocumentMut = text.parse().map_err(|e| format!("{dir}/hosts.toml does not parse: {e}"))?;
+    let need_resolve = !reference.is_digested();
+    if let Some(hosts) = doc.get("host").and_then(Item::as_table_like) {
+        for (url, entry) in hosts.iter() {
+            let Some(t) = entry.as_table_like() else { continue };
+            let caps: Vec<&str> = t
+                .get("capabilities")
+                .and_then(Item::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_else(|| vec!["pull", "resolve", "push"]);
+            let override_path = t.get("override_path").and_then(Item::as_bool).unwrap_or(false);
+            let pull = path_of(&api_base(url, override_path));
+            if !caps.contains(&"pull") || (need_resolve && !caps.contains(&"resolve")) {
+                let why = if need_resolve {
+                    "a tag needs the resolve capability (an ImageDigestMirrorSet/ICSP mirror has only pull)"
+                } else {
+                    "no pull capability"
+                };
+                res.skipped.push(Skipped { pull, why: why.into() });
+                continue;
+            }
+            res.endpoints.push(Endpoint {
+                pull,
+                kind: "mirror".into(),
+                why: format!("capabilities {caps:?}"),
+                insecure: t.get("skip_verify").and_then(Item::as_bool).unwrap_or(false),
+                ca: t.get("ca").and_then(Item::as_str).map(String::from),
+            });
+        }
+    }
+    let server = doc.get("server").and_then(Item::as_str).map(String::from);
+    let override_path = doc.get("override_path").and_then(Item::as_bool).unwrap_or(false);
+    let server_url = match &server {
+        Some(s) => api_base(s, override_path),
+        None => default_server(&reference.registry),
+    };
+    res.endpoints.push(Endpoint {
+        pull: path_of(&server_url),
+        kind: "server".into(),
+        why: if server.is_some() { "the file's server (tried last)".into() } else { "containerd's default server (tried last)".into() },
+        insecure: doc.get("skip_verify").and_then(Item::as_bool).unwrap_or(false),
+        ca: doc.get("ca").and_then(Item::as_str).map(String::from),
+    });
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fileset::MODE_PUBLIC;
+
+    const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn tree() -> FileSet {
+        let mut t = FileSet::new();
+        let text = r#"server = "https://reg.local:5000/v2"
+
+override_path = true
+
+[host."https://digest.local/v2/p"]
+  capabilities = ["pull"]
+  override_path = true
+
+[host."https://tag.local/v2/q"]
+  capabilities = ["pull", "resolve"]
+  override_path = true
+  skip_verify = true
+"#;
+        t.insert("reg.local_5000_/hosts.toml", text, MODE_PUBLIC).unwrap();
+        t
+    }
+
+    #[test]
+    fn capabilities_decide_and_the_server_comes_last() {
+        let digest = ImageRef::parse(&format!("reg.local:5000/team/app@{D}")).unwrap();
+        let r = resolve(&digest, &tree(), Layout::Windows).unwrap();
+        let pulls: Vec<_> = r.endpoints.iter().map(|e| e.pull.as_str()).collect();
+        assert_eq!(
+            pulls,
+            vec![
+                format!("https://digest.local/v2/p/team/app/manifests/{D}"),
+                format!("https://tag.local/v2/q/team/app/manifests/{D}"),
+                format!("https://reg.local:5000/v2/team/app/manifests/{D}"),
+            ]
+        );
+        let tag = ImageRef::parse("reg.local:5000/team/app:v1").unwrap();
+        let r = resolve(&tag, &tree(), Layout::Windows).unwrap();
+        assert_eq!(r.endpoints[0].pull, "https://tag.local/v2/q/team/app/manifests/v1");
+        assert!(r.endpoints[0].insecure);
+        assert_eq!(r.skipped.len(), 1);
+        // No file for the registry: containerd's default.
+        let other = ImageRef::parse("busybox").unwrap();
+        let r = resolve(&other, &tree(), Layout::Windows).unwrap();
+        assert_eq!(r.endpoints[0].pull, "https://registry-1.docker.io/v2/library/busybox/manifests/latest");
+    }
+}

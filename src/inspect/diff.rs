@@ -1,0 +1,127 @@
+//! `diff`: the unified diff of what `render` would change under a root, and for registries.conf the
+//! disruption the MCO would cause for the same change next to what mirrorconf does.
+
+use super::disruption::{self, Classification, Disruption};
+use crate::render::registries_conf;
+use serde::Serialize;
+use similar::TextDiff;
+
+/// One file `render` would write or remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    /// `None`: the file does not exist yet.
+    pub old: Option<Vec<u8>>,
+    /// `None`: the file would be removed.
+    pub new: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileDiff {
+    pub path: String,
+    /// `added`, `modified` or `removed`.
+    pub change: &'static str,
+    /// Unified diff; for a file that is not text, a one-line note.
+    pub diff: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub files: Vec<FileDiff>,
+    /// For registries.conf and its search drop-in, when either changes.
+    pub registries_conf: Option<RegistriesConfImpact>,
+    /// Files someone else wrote that `render` would leave as they are.
+    pub kept_foreign: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistriesConfImpact {
+    /// What the Machine Config Operator would do.
+    pub mco: Disruption,
+    pub reasons: Vec<String>,
+    /// What mirrorconf does: write the file atomically and reload CRI-O (with `run --reload-crio`).
+    pub mirrorconf: &'static str,
+}
+
+fn text(b: &Option<Vec<u8>>) -> Option<&str> {
+    b.as_deref().map(|b| std::str::from_utf8(b).ok()).unwrap_or(Some(""))
+}
+
+pub fn report(changes: &[Change], kept_foreign: Vec<String>) -> Result<Report, String> {
+    let mut files = Vec::new();
+    for c in changes {
+        let change = match (&c.old, &c.new) {
+            (None, _) => "added",
+            (_, None) => "removed",
+            _ => "modified",
+        };
+        let diff = match (text(&c.old), text(&c.new)) {
+            (Some(old), Some(new)) => TextDiff::from_lines(old, new)
+                .unified_diff()
+                .context_radius(3)
+                .header(&format!("a/{}", c.path), &format!("b/{}", c.path))
+                .to_string(),
+            _ => format!("binary file {} {change}\n", c.path),
+        };
+        files.push(FileDiff { path: c.path.clone(), change, diff });
+    }
+    let conf = |path: &str| changes.iter().find(|c| c.path == path);
+    let mut impact: Option<Classification> = None;
+    for path in [registries_conf::PATH, registries_conf::SEARCH_DROP_IN_PATH] {
+        if let Some(c) = conf(path) {
+            let old = text(&c.old).unwrap_or_default();
+            let new = text(&c.new).unwrap_or_default();
+            let mut cls = disruption::classify(old, new).map_err(|e| format!("{path}: {e}"))?;
+            if path == registries_conf::SEARCH_DROP_IN_PATH && c.new.is_none() {
+                cls = Classification { mco: Disruption::DrainAndReboot, reasons: vec!["removes the search-registries drop-in".into()] };
+            }
+            impact = Some(match impact {
+                None => cls,
+                Some(mut prev) => {
+                    if cls.mco == Disruption::DrainAndReboot || prev.mco == Disruption::None {
+                        prev.mco = cls.mco;
+                    }
+                    prev.reasons.extend(cls.reasons);
+                    prev
+                }
+            });
+        }
+    }
+    Ok(Report {
+        files,
+        registries_conf: impact.map(|c| RegistriesConfImpact {
+            mco: c.mco,
+            reasons: c.reasons,
+            mirrorconf: "writes the file atomically and reloads CRI-O (SIGHUP): no drain, no reboot",
+        }),
+        kept_foreign,
+    })
+}
+
+impl Report {
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for f in &self.files {
+            out.push_str(&f.diff);
+        }
+        for p in &self.kept_foreign {
+            out.push_str(&format!("kept {p}: mirrorconf did not write it and does not replace it\n"));
+        }
+        if let Some(i) = &self.registries_conf {
+            let mco = match i.mco {
+                Disruption::None => "nothing",
+                Disruption::Reload => "a CRI-O reload, no drain",
+                Disruption::DrainAndReboot => "cordon, drain and reboot every node",
+            };
+            out.push_str(&format!("\nregistries.conf: the Machine Config Operator would do: {mco}\n"));
+            for r in &i.reasons {
+                out.push_str(&format!("  - {r}\n"));
+            }
+            out.push_str(&format!("mirrorconf: {}\n", i.mirrorconf));
+        }
+        if self.files.is_empty() {
+            out.push_str("no changes\n");
+        }
+        out
+    }
+}
