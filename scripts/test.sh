@@ -37,3 +37,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo test --locked "$@"
+
+# Bounded fuzzing of every target (seconds per target; FUZZ_SECONDS=0 skips it on purpose).
+if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
+  scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+fi

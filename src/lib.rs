@@ -30,18 +30,25 @@
 //! - [`cli`]: argument types and commands; `main.rs` is a thin wrapper.
 //! - [`error`]: the library error type, which tells bad input (exit 2) from failures (exit 1).
 
+#[cfg(feature = "cli")]
 pub mod agent;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod error;
 pub mod fileset;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod model;
 pub mod node;
 pub mod policy;
+#[cfg(feature = "cli")]
 pub mod push;
 pub mod render;
+#[cfg(feature = "cli")]
 pub mod run;
 pub mod sink;
+#[cfg(feature = "cli")]
 pub mod source;
 
 pub use error::Error;

@@ -11,7 +11,8 @@ use crate::model::Inputs;
 use crate::policy::Policy;
 
 /// Which kind of node the files are for. `render --target` takes these spellings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Target {
     /// CRI-O, podman, skopeo: `/etc/containers/registries.conf` and its search-registries drop-in.
     Linux,

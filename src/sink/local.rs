@@ -6,6 +6,9 @@
 //! lists them.
 
 use super::manifest::{sha256_hex, Manifest, MANIFEST_PATH};
+
+/// Recorded for a file about to be written: it is mirrorconf's even if the write never finishes.
+const PENDING: &str = "pending";
 use super::ApplyReport;
 use crate::fileset::FileSet;
 use std::fs;
@@ -83,6 +86,15 @@ impl LocalSink {
     /// whatever was written is still known to be mirrorconf's.
     pub fn apply(&self, files: &FileSet) -> Result<ApplyReport, SinkError> {
         let mut owned = self.manifest()?;
+        // Claim first: every file and folder this apply will create is recorded before it exists,
+        // so a process killed half way never leaves a file of its own it would then call foreign.
+        let claimed = self.claim(files, &owned);
+        if claimed != owned {
+            let path = self.root.join(MANIFEST_PATH);
+            self.ensure_parent(&path, &mut None)?;
+            write_atomic(&path, &claimed.to_bytes(), 0o644).map_err(err(&path))?;
+            owned = claimed;
+        }
         let before = owned.clone();
         let mut report = ApplyReport::default();
         let result = self.apply_inner(files, &mut owned, &mut report);
@@ -92,6 +104,35 @@ impl LocalSink {
             write_atomic(&path, &owned.to_bytes(), 0o644).map_err(err(&path))?;
         }
         result.map(|()| report)
+    }
+
+    /// `owned` plus the files `apply` would create (hash [`PENDING`]) and the folders it would make.
+    fn claim(&self, files: &FileSet, owned: &Manifest) -> Manifest {
+        let mut claimed = owned.clone();
+        for (rel, file) in files.iter() {
+            if owned.files.contains_key(rel) {
+                continue;
+            }
+            let path = self.root.join(rel);
+            match fs::read(&path) {
+                Ok(current) if current == file.contents || !file.takes_over => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => continue, // apply reports it
+            }
+            claimed.files.insert(rel.to_string(), PENDING.to_string());
+            let mut dir = String::new();
+            for part in rel.split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, d)| d) {
+                if !dir.is_empty() {
+                    dir.push('/');
+                }
+                dir.push_str(part);
+                if !self.root.join(&dir).is_dir() {
+                    claimed.dirs.insert(dir.clone());
+                }
+            }
+        }
+        claimed
     }
 
     fn apply_inner(&self, files: &FileSet, owned: &mut Manifest, report: &mut ApplyReport) -> Result<(), SinkError> {

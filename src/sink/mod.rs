@@ -3,6 +3,7 @@
 //! mirrorconf created.
 
 pub mod local;
+#[cfg(feature = "cli")]
 pub mod ssh;
 mod manifest;
 
