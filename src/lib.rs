@@ -12,6 +12,8 @@
 //!   nesting rule.
 //! - [`render`]: pure renderers from policy to a [`fileset::FileSet`];
 //!   [`render::registries_conf`] edits the node's own registries.conf with `toml_edit`.
+//! - [`inspect`]: pure explainers for `resolve` (containers/image and containerd endpoint order)
+//!   and `diff` (unified diff, the MCO's disruption classes).
 //! - [`fileset`]: the set of files (relative path, bytes, mode) that every renderer returns and every
 //!   sink applies.
 //! - [`sink`]: applying a file set. [`sink::local`] writes under a root atomically and removes only
@@ -29,6 +31,10 @@
 //! - [`run`]: the tokio runtime and signal handling around [`agent`] for the `run` command.
 //! - [`cli`]: argument types and commands; `main.rs` is a thin wrapper.
 //! - [`error`]: the library error type, which tells bad input (exit 2) from failures (exit 1).
+//! - `fuzzing`: the bodies of the cargo-fuzz targets in `fuzz/`, replayed by the tests.
+//!
+//! The default `cli` feature holds everything around the pure core (commands, agent, cluster
+//! source, SSH sink); `--no-default-features` builds the core alone, as the fuzz targets do.
 
 #[cfg(feature = "cli")]
 pub mod agent;

@@ -16,6 +16,18 @@ pub struct Change {
     pub new: Option<Vec<u8>>,
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_are_redacted_but_changes_still_show() {
+        let a = "[host.\"https://m\".header]\n    authorization = \"Basic c2VjcmV0\"\n";
+        let r = super::redact(a);
+        assert!(!r.contains("c2VjcmV0") && r.contains("authorization = \"<redacted, sha256 "), "{r}");
+        assert_ne!(r, super::redact(&a.replace("c2VjcmV0", "b3RoZXI=")));
+        assert!(r.ends_with('\n'));
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FileDiff {
     pub path: String,
@@ -47,6 +59,22 @@ fn text(b: &Option<Vec<u8>>) -> Option<&str> {
     b.as_deref().map(|b| std::str::from_utf8(b).ok()).unwrap_or(Some(""))
 }
 
+/// Pull-secret credentials never reach the terminal: the value of every `authorization` header
+/// line is replaced (a changed credential still shows as a changed line).
+fn redact(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.split_once('=') {
+            Some((key, value)) if key.trim() == "authorization" => {
+                let digest = crate::sink::sha256_hex(value.trim().as_bytes());
+                format!("{key}= \"<redacted, sha256 {}>\"", &digest[..12])
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if text.ends_with('\n') { "\n" } else { "" }
+}
+
 pub fn report(changes: &[Change], kept_foreign: Vec<String>) -> Result<Report, String> {
     let mut files = Vec::new();
     for c in changes {
@@ -56,7 +84,7 @@ pub fn report(changes: &[Change], kept_foreign: Vec<String>) -> Result<Report, S
             _ => "modified",
         };
         let diff = match (text(&c.old), text(&c.new)) {
-            (Some(old), Some(new)) => TextDiff::from_lines(old, new)
+            (Some(old), Some(new)) => TextDiff::from_lines(&redact(old), &redact(new))
                 .unified_diff()
                 .context_radius(3)
                 .header(&format!("a/{}", c.path), &format!("b/{}", c.path))

@@ -200,6 +200,12 @@ impl Loader {
         }
         let object = match serde_yaml_ng::from_value::<T>(value) {
             Ok(o) => o,
+            // A Secret's decode error could quote the credentials it holds: say where, not what.
+            Err(e) if kind == "Secret" => {
+                let location = e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
+                self.error(path, Some(doc), format!("{kind}/{name}: not a valid Secret{location}; details withheld, it holds credentials"));
+                return None;
+            }
             Err(e) => {
                 self.error(path, Some(doc), format!("{kind}/{name}: {e}"));
                 return None;

@@ -59,7 +59,10 @@ impl PullSecret {
             return Err(fail("missing".into()));
         };
         let config: DockerConfig =
-            serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a docker config.json: {e}")))?;
+            // serde_json's message can quote the value it choked on, here a credential: say where only.
+            serde_json::from_slice(&bytes).map_err(|e| {
+                fail(format!("not a docker config.json ({:?} error at line {}, column {})", e.classify(), e.line(), e.column()))
+            })?;
         let mut auths = BTreeMap::new();
         for (registry, entry) in config.auths {
             let auth = match (entry.auth, entry.username, entry.password) {
@@ -97,6 +100,14 @@ mod tests {
         s.metadata.name = Some(NAME.into());
         s.data = Some([(KEY.to_string(), ByteString(json.as_bytes().to_vec()))].into());
         s
+    }
+
+    #[test]
+    fn errors_never_quote_the_credentials() {
+        let e = PullSecret::from_secret(&secret(r#"{"auths":"c3VwZXJzZWNyZXQ="}"#)).unwrap_err().to_string();
+        assert!(!e.contains("c3VwZXJzZWNyZXQ") && e.contains("line 1"), "{e}");
+        let e = PullSecret::from_secret(&secret(r#"{"auths":{"m.io":{"auth":12345678}}}"#)).unwrap_err().to_string();
+        assert!(!e.contains("12345678"), "{e}");
     }
 
     #[test]
