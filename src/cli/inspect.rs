@@ -53,10 +53,11 @@ pub(super) fn resolve(args: &ResolveArgs) -> Result<ExitCode, Error> {
 }
 
 pub(super) fn diff(args: &DiffArgs) -> Result<ExitCode, Error> {
-    let mut targets = args.targets.clone();
+    let r = &args.render;
+    let mut targets = r.targets.clone();
     targets.sort();
     targets.dedup();
-    let report = node::preview(&args.manifests, &args.root, args.base.as_deref(), &targets)?;
+    let report = node::preview(&r.manifests, &r.root, r.base.as_deref(), &targets)?;
     match args.output {
         OutputFormat::Text => print!("{}", report.text()),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).expect("serialisable")),

@@ -71,18 +71,11 @@ pub struct ResolveArgs {
     pub output: OutputFormat,
 }
 
+/// The same inputs as `render`; nothing under the root is written.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// A manifest file or folder. Repeatable.
-    #[arg(long = "manifests", value_name = "PATH", required = true)]
-    pub manifests: Vec<PathBuf>,
-    /// The node's filesystem root to compare with (as for `render`). Nothing under it is written.
-    #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
-    #[arg(long, value_name = "FILE")]
-    pub base: Option<PathBuf>,
-    #[arg(long = "target", value_enum, default_values_t = [Target::Linux])]
-    pub targets: Vec<Target>,
+    #[command(flatten)]
+    pub render: RenderArgs,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Exit 1 when there are changes (as `git diff --exit-code`).
@@ -165,7 +158,7 @@ pub struct RenderArgs {
     /// A manifest file or folder (recursively *.yaml, *.yml, *.json). Repeatable.
     #[arg(long = "manifests", value_name = "PATH", required = true)]
     pub manifests: Vec<PathBuf>,
-    /// The node's filesystem root to write under (use / on a node).
+    /// The node's filesystem root (use / on a node).
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
     /// The node's original registries.conf. Default: the copy adopted earlier under
