@@ -339,3 +339,33 @@ fn killing_the_server_mid_push_leaves_every_file_old_or_new() {
     assert_eq!(files(&fleet.remote(0)), new_tree);
     drop(dir);
 }
+
+#[test]
+fn a_server_without_posix_rename_still_gets_whole_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = client_key(dir.path());
+    let port = common_free_port(&["127.0.0.2"]);
+    // The server refuses posix-rename@openssh.com, as one without the extension would.
+    let host = Sshd::start_with("127.0.0.2", port, &dir.path().join("h"), &key, "-P posix-rename");
+    let fleet = Fleet { dir, key, hosts: vec![host], port };
+    fleet.write_known_hosts(&fleet.hosts[0].known_hosts_line());
+    fleet.write_inventory(&[("127.0.0.2".to_string(), "username=root".to_string())].into_iter().collect());
+    let one = policy(&["quay.io", "docker.io"], "one.local");
+    let two = policy(&["quay.io", "docker.io"], "two.local");
+    assert!(fleet.push(&one, &[]).status.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(tx).unwrap();
+    notify::Watcher::watch(&mut watcher, &fleet.remote(0), notify::RecursiveMode::Recursive).unwrap();
+    let out = fleet.push(&two, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(files(&fleet.remote(0)), expected_tree(&two));
+    std::thread::sleep(Duration::from_millis(200));
+    drop(watcher);
+    // The fallback ran: the old file was moved aside first (OpenSSH's server does a plain rename
+    // as link + unlink, so the aside name appears as a new file).
+    let moved_aside = rx.try_iter().map(Result::unwrap).any(|e| {
+        matches!(e.kind, notify::EventKind::Create(_)) && e.paths.iter().any(|p| p.ends_with("quay.io/hosts.toml.mirrorconf-old"))
+    });
+    assert!(moved_aside, "no move aside: posix-rename was used although the server refused it");
+    assert!(tree(&fleet.remote(0)).iter().all(|p| !p.contains("mirrorconf-old") && !p.contains("mirrorconf-tmp")));
+}

@@ -34,6 +34,7 @@ extern "C" {
 
 const FX_NO_SUCH_FILE: i32 = raw::LIBSSH2_FX_NO_SUCH_FILE;
 const FX_OP_UNSUPPORTED: i32 = raw::LIBSSH2_FX_OP_UNSUPPORTED;
+const FX_PERMISSION_DENIED: i32 = raw::LIBSSH2_FX_PERMISSION_DENIED;
 /// Suffix of the temp file written next to its target before the rename.
 pub const TEMP_SUFFIX: &str = ".mirrorconf-tmp";
 
@@ -357,7 +358,11 @@ impl<'s> Remote<'s> {
         let channel = self.rename_channel.get().expect("set above");
         match channel.posix_rename(tmp, target) {
             Ok(()) => Ok(()),
-            Err(e) if sftp_code(&e) == Some(FX_OP_UNSUPPORTED) => self.replace_without_posix_rename(tmp, target),
+            // Unsupported, or refused by the server's policy (sftp-server -P): a plain rename may
+            // still be allowed.
+            Err(e) if matches!(sftp_code(&e), Some(FX_OP_UNSUPPORTED | FX_PERMISSION_DENIED)) => {
+                self.replace_without_posix_rename(tmp, target)
+            }
             Err(e) => Err(Self::err("rename", target)(e)),
         }
     }

@@ -40,6 +40,12 @@ pub struct Sshd {
 impl Sshd {
     /// Starts sshd on `ip:port` in `dir` (host key made on first start, kept across restarts).
     pub fn start(ip: &str, port: u16, dir: &Path, client: &ClientKey) -> Sshd {
+        Self::start_with(ip, port, dir, client, "")
+    }
+
+    /// Like [`Sshd::start`], with extra flags for the SFTP server (e.g. `-P posix-rename` to deny
+    /// an extension, as a server without it would).
+    pub fn start_with(ip: &str, port: u16, dir: &Path, client: &ClientKey, sftp_flags: &str) -> Sshd {
         let sshd = require_tool("sshd");
         fs::create_dir_all(dir).unwrap();
         // sshd refuses to start without its privilege-separation folder.
@@ -59,7 +65,7 @@ impl Sshd {
                 "ListenAddress {ip}:{port}\nHostKey {hk}\nPidFile none\nUsePAM no\nStrictModes no\n\
                  AuthorizedKeysFile {ak}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
-                 Subsystem sftp internal-sftp -e -l VERBOSE -d {folder}\n",
+                 Subsystem sftp internal-sftp -e -l VERBOSE {sftp_flags} -d {folder}\n",
                 hk = host_key.display(),
                 ak = authorized.display(),
                 folder = folder.display()
