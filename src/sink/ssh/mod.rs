@@ -10,27 +10,19 @@
 use crate::fileset::FileSet;
 use crate::push::plan::{self, Plan, STATE_FILE};
 use crate::sink::Manifest;
-use base64::Engine;
 use libssh2_sys as raw;
-use ssh2::{CheckResult, ErrorCode, HashType, HostKeyType, KnownHostFileKind, OpenFlags, OpenType, Session, Sftp};
-use std::ffi::CString;
+use ssh2::{ErrorCode, OpenFlags, OpenType, Session, Sftp};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::raw::{c_char, c_int};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
-// libssh2 1.11 (bundled by libssh2-sys 0.3.4) has this, but neither libssh2-sys nor ssh2 bind it.
-extern "C" {
-    fn libssh2_sftp_posix_rename_ex(
-        sftp: *mut raw::LIBSSH2_SFTP,
-        source: *const c_char,
-        source_len: usize,
-        dest: *const c_char,
-        dest_len: usize,
-    ) -> c_int;
-}
+mod host_key;
+mod raw_sftp;
+
+pub use host_key::KnownHostsFile;
+use host_key::verify_host_key;
+use raw_sftp::RawSftp;
 
 const FX_NO_SUCH_FILE: i32 = raw::LIBSSH2_FX_NO_SUCH_FILE;
 const FX_OP_UNSUPPORTED: i32 = raw::LIBSSH2_FX_OP_UNSUPPORTED;
@@ -71,19 +63,6 @@ impl SshError {
                 | SshError::Auth { .. }
                 | SshError::State { .. }
         )
-    }
-}
-
-/// The known_hosts file; appends (trust on first use) from several threads go through the lock.
-pub struct KnownHostsFile {
-    pub path: PathBuf,
-    pub trust_on_first_use: bool,
-    append: Mutex<()>,
-}
-
-impl KnownHostsFile {
-    pub fn new(path: impl Into<PathBuf>, trust_on_first_use: bool) -> Self {
-        KnownHostsFile { path: path.into(), trust_on_first_use, append: Mutex::new(()) }
     }
 }
 
@@ -145,62 +124,6 @@ fn connect(address: &str, user: &str, opts: &SshOptions<'_>) -> Result<Session, 
         .userauth_pubkey_file(user, None, opts.identity, None)
         .map_err(|source| SshError::Auth { user: user.to_string(), identity: opts.identity.to_path_buf(), source })?;
     Ok(session)
-}
-
-/// The name known_hosts uses for a host: `host` on port 22, `[host]:port` otherwise (OpenSSH).
-fn known_hosts_name(address: &str, port: u16) -> String {
-    if port == 22 {
-        address.to_string()
-    } else {
-        format!("[{address}]:{port}")
-    }
-}
-
-fn verify_host_key(session: &Session, address: &str, port: u16, file: &KnownHostsFile) -> Result<(), SshError> {
-    let kh_err = |reason: String| SshError::KnownHosts { file: file.path.clone(), reason };
-    let (key, key_type) = session.host_key().ok_or_else(|| kh_err("the server sent no host key".into()))?;
-    let fingerprint = session
-        .host_key_hash(HashType::Sha256)
-        .map(|h| format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)))
-        .unwrap_or_default();
-    let mut known = session.known_hosts().map_err(|e| kh_err(e.to_string()))?;
-    match known.read_file(&file.path, KnownHostFileKind::OpenSSH) {
-        Ok(_) => {}
-        Err(_) if !file.path.exists() && file.trust_on_first_use => {}
-        Err(e) => return Err(kh_err(format!("cannot read it: {e}"))),
-    }
-    let host = known_hosts_name(address, port);
-    match known.check_port(address, port, key) {
-        CheckResult::Match => Ok(()),
-        CheckResult::Mismatch => Err(SshError::HostKeyMismatch { host, fingerprint, file: file.path.clone() }),
-        CheckResult::NotFound if file.trust_on_first_use => {
-            let type_name = key_type_name(key_type).ok_or_else(|| kh_err(format!("unsupported host key type for {host}")))?;
-            let line = format!("{host} {type_name} {}\n", base64::engine::general_purpose::STANDARD.encode(key));
-            let _guard = file.append.lock().unwrap_or_else(|p| p.into_inner());
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&file.path)
-                .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_all()))
-                .map_err(|e| kh_err(format!("cannot record the key of {host}: {e}")))?;
-            tracing::warn!(host = %host, %fingerprint, file = %file.path.display(), "trusted a new host key on first use");
-            Ok(())
-        }
-        CheckResult::NotFound => Err(SshError::UnknownHostKey { host, fingerprint, file: file.path.clone() }),
-        CheckResult::Failure => Err(kh_err(format!("libssh2 could not check the key of {host}"))),
-    }
-}
-
-fn key_type_name(t: HostKeyType) -> Option<&'static str> {
-    Some(match t {
-        HostKeyType::Rsa => "ssh-rsa",
-        HostKeyType::Dss => "ssh-dss",
-        HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
-        HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
-        HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
-        HostKeyType::Ed25519 => "ssh-ed25519",
-        HostKeyType::Unknown => return None,
-    })
 }
 
 fn sftp_code(e: &ssh2::Error) -> Option<i32> {
@@ -392,65 +315,3 @@ fn temp_path(target: &str) -> String {
     }
 }
 
-/// A second SFTP channel opened through libssh2 directly, only for `posix-rename@openssh.com`,
-/// which the ssh2 crate does not expose.
-struct RawSftp<'s> {
-    session: &'s Session,
-    ptr: *mut raw::LIBSSH2_SFTP,
-}
-
-impl<'s> RawSftp<'s> {
-    fn open(session: &'s Session) -> Result<Self, ssh2::Error> {
-        let mut sess = session.raw();
-        // SAFETY: the session pointer is valid while `sess` (the session's lock) is held, and the
-        // session is in blocking mode, so init either returns a channel or null with an error set.
-        let ptr = unsafe { raw::libssh2_sftp_init(&mut *sess) };
-        if ptr.is_null() {
-            // SAFETY: as above.
-            let rc = unsafe { raw::libssh2_session_last_errno(&mut *sess) };
-            return Err(ssh2::Error::from_errno(ErrorCode::Session(rc)));
-        }
-        Ok(RawSftp { session, ptr })
-    }
-
-    fn posix_rename(&self, from: &str, to: &str) -> Result<(), ssh2::Error> {
-        let from = CString::new(from).map_err(|_| ssh2::Error::from_errno(ErrorCode::Session(raw::LIBSSH2_ERROR_INVAL)))?;
-        let to = CString::new(to).map_err(|_| ssh2::Error::from_errno(ErrorCode::Session(raw::LIBSSH2_ERROR_INVAL)))?;
-        let _sess = self.session.raw();
-        // SAFETY: `ptr` came from libssh2_sftp_init on this session and is freed only in Drop; the
-        // strings outlive the call; the session lock is held.
-        let rc = unsafe {
-            libssh2_sftp_posix_rename_ex(self.ptr, from.as_ptr(), from.as_bytes().len(), to.as_ptr(), to.as_bytes().len())
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        if rc == raw::LIBSSH2_ERROR_SFTP_PROTOCOL {
-            // SAFETY: as above.
-            let code = unsafe { raw::libssh2_sftp_last_error(self.ptr) };
-            return Err(ssh2::Error::from_errno(ErrorCode::SFTP(code as i32)));
-        }
-        Err(ssh2::Error::from_errno(ErrorCode::Session(rc)))
-    }
-}
-
-impl Drop for RawSftp<'_> {
-    fn drop(&mut self) {
-        let _sess = self.session.raw();
-        // SAFETY: `ptr` is a live channel of this session, shut down once.
-        unsafe {
-            raw::libssh2_sftp_shutdown(self.ptr);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn known_hosts_names_follow_openssh() {
-        assert_eq!(known_hosts_name("10.0.0.1", 22), "10.0.0.1");
-        assert_eq!(known_hosts_name("win.example.com", 2222), "[win.example.com]:2222");
-    }
-}
