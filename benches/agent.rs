@@ -52,7 +52,15 @@ fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
 
 fn rss_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -74,7 +82,8 @@ fn folder() {
     let manifests = dir.path().join("m");
     fs::create_dir(&manifests).unwrap();
     fs::write(manifests.join("big.yaml"), idms_yaml("big", 1000, "mirror.corp")).unwrap();
-    let child = spawn(&["run", "--manifests", manifests.to_str().unwrap(), "--root", root.path().to_str().unwrap()], &[]);
+    let child =
+        spawn(&["run", "--manifests", manifests.to_str().unwrap(), "--root", root.path().to_str().unwrap()], &[]);
     let conf = root.path().join("etc/containers/registries.conf");
     wait_for(&conf, "team-999");
     let mut lat = Vec::new();
@@ -121,7 +130,10 @@ fn cluster() {
         }
     }
     let (p50, p99) = percentiles(lat);
-    println!("cluster source (in-test API server), change-to-file latency over {} changes: p50 {p50:.1} ms, p99 {p99:.1} ms", ROUNDS - 1);
+    println!(
+        "cluster source (in-test API server), change-to-file latency over {} changes: p50 {p50:.1} ms, p99 {p99:.1} ms",
+        ROUNDS - 1
+    );
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(2));
     let before = cpu_ticks(pid);

@@ -56,12 +56,22 @@ impl FileSet {
         Self::default()
     }
 
-    pub fn insert(&mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>, mode: u32) -> Result<(), PathError> {
+    pub fn insert(
+        &mut self,
+        path: impl Into<String>,
+        contents: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> Result<(), PathError> {
         self.insert_file(path.into(), File { contents: contents.into(), mode, takes_over: false })
     }
 
     /// Like [`FileSet::insert`], for a file that replaces whatever is there (see [`File::takes_over`]).
-    pub fn insert_taking_over(&mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>, mode: u32) -> Result<(), PathError> {
+    pub fn insert_taking_over(
+        &mut self,
+        path: impl Into<String>,
+        contents: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> Result<(), PathError> {
         self.insert_file(path.into(), File { contents: contents.into(), mode, takes_over: true })
     }
 

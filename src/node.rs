@@ -41,8 +41,7 @@ pub fn resolve_base(root: &Path, explicit: Option<&Path>, sink: &LocalSink) -> R
         }
     };
     if let Some(path) = explicit {
-        let text = read(path)?
-            .ok_or_else(|| Error::Usage(format!("--base {}: no such file", path.display())))?;
+        let text = read(path)?.ok_or_else(|| Error::Usage(format!("--base {}: no such file", path.display())))?;
         return Ok(Base { text, origin: path.to_path_buf(), adopt: false });
     }
     let adopted = root.join(ADOPTED_BASE_PATH);
@@ -76,11 +75,7 @@ pub fn render_to_root<P: AsRef<Path>>(
 pub fn apply_inputs(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: &[Target]) -> Result<Rendered, Error> {
     let policy = Policy::from_inputs(inputs)?;
     let sink = LocalSink::new(root);
-    let base = if targets.contains(&Target::Linux) {
-        Some(resolve_base(root, base, &sink)?)
-    } else {
-        None
-    };
+    let base = if targets.contains(&Target::Linux) { Some(resolve_base(root, base, &sink)?) } else { None };
     let files = render_files(inputs, &policy, base.as_ref(), targets)?;
     if let Some(base) = base.as_ref().filter(|b| b.adopt) {
         let path = root.join(ADOPTED_BASE_PATH);
@@ -102,7 +97,12 @@ pub struct Rendered {
 }
 
 /// The pure part: the files for `targets`.
-pub fn render_files(inputs: &Inputs, policy: &Policy, base: Option<&Base>, targets: &[Target]) -> Result<FileSet, Error> {
+pub fn render_files(
+    inputs: &Inputs,
+    policy: &Policy,
+    base: Option<&Base>,
+    targets: &[Target],
+) -> Result<FileSet, Error> {
     let node = NodeInputs { inputs, policy, base_registries_conf: base.map_or("", |b| b.text.as_str()) };
     render::render(targets, &node).map_err(|e| match (e, base) {
         (render::RenderError::RegistriesConf(inner), Some(b)) => {

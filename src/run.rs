@@ -30,7 +30,10 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
 }
 
 /// The whole agent; returns when `shutdown` resolves.
-pub async fn run_async(args: RunArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run_async(
+    args: RunArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -45,9 +48,8 @@ pub async fn run_async(args: RunArgs, shutdown: impl std::future::Future<Output 
     });
 
     if let Some(addr) = args.listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::Usage(format!("--listen {addr}: {e}")))?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Usage(format!("--listen {addr}: {e}")))?;
         tracing::info!(%addr, "serving /healthz, /readyz, /metrics");
         tokio::spawn(agent::http::serve(listener, Arc::clone(&metrics), stopped()));
     }
@@ -67,7 +69,11 @@ pub async fn run_async(args: RunArgs, shutdown: impl std::future::Future<Output 
         reload: Reload {
             crio: args.reload_crio,
             proc_root: args.proc_root.clone(),
-            on_change: args.on_change.as_deref().map(|c| c.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+            on_change: args
+                .on_change
+                .as_deref()
+                .map(|c| c.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
         },
     };
 
@@ -78,7 +84,8 @@ pub async fn run_async(args: RunArgs, shutdown: impl std::future::Future<Output 
     if args.kube {
         let windows = args.targets.contains(&crate::render::Target::Windows);
         let cluster = source::kube::Cluster::start(tx.clone(), Arc::clone(&metrics), windows).await?;
-        let _base_watch = source::files::watch(&[], &[base_file], tx.clone()).map_err(|e| Error::Usage(e.to_string()))?;
+        let _base_watch =
+            source::files::watch(&[], &[base_file], tx.clone()).map_err(|e| Error::Usage(e.to_string()))?;
         let snapshot = cluster_snapshot(&cluster);
         cluster.wait_until_synced().await;
         let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -111,10 +118,17 @@ where
 {
     let options = Arc::new(args.ssh.options()?);
     let wp = &args.windows_push;
-    let client = kube::Client::try_default().await.map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
+    let client =
+        kube::Client::try_default().await.map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let cluster = source::kube::Cluster::with_client(client.clone(), tx.clone(), Arc::clone(&metrics), true);
-    let hosts = source::windows_hosts::WindowsHosts::start(&client, &wp.inventory_namespace, &wp.windows_user, tx, Arc::clone(&metrics));
+    let hosts = source::windows_hosts::WindowsHosts::start(
+        &client,
+        &wp.inventory_namespace,
+        &wp.windows_user,
+        tx,
+        Arc::clone(&metrics),
+    );
     let namespace = wp
         .lease_namespace
         .clone()
@@ -154,7 +168,11 @@ where
                 kept
             })
         };
-        pusher.run(&mut rx, async move { let _ = lost_rx.await; }).await;
+        pusher
+            .run(&mut rx, async move {
+                let _ = lost_rx.await;
+            })
+            .await;
         match keeper.await.expect("the Lease keeper does not panic") {
             source::lease::Kept::Stopped => return Ok(()),
             source::lease::Kept::Lost => tracing::warn!("lost the Lease; waiting to lead again"),

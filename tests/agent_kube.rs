@@ -2,9 +2,9 @@
 //! real socket: initial list, updates, deletes, a watch dropped with 410 Gone and relisted, bookmarks,
 //! the CA ConfigMap renamed in Image/cluster, Events on a refused object, and the node annotation.
 
-mod common;
 #[path = "common/apiserver.rs"]
 mod apiserver;
+mod common;
 
 use apiserver::FakeApi;
 use common::{free_port, http_get, metric, wait_until};
@@ -25,7 +25,8 @@ fn image(ca: &str) -> Value {
 }
 
 fn ca_config_map(name: &str, key: &str) -> Value {
-    let cert = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs/test-ca.crt")).unwrap();
+    let cert =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs/test-ca.crt")).unwrap();
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "openshift-config"},
            "data": {key: cert}})
 }
@@ -126,7 +127,9 @@ fn the_cluster_source_follows_the_api() {
     // Image/cluster names another CA ConfigMap: the new one is followed, the old CA folder goes.
     api.apply(ca_config_map("cas-b", "reg-b.corp..5000"));
     api.apply(image("cas-b"));
-    wait_until(10, "CA rename", || certs.join("reg-b.corp:5000/ca.crt").is_file() && !certs.join("reg-a.corp").exists());
+    wait_until(10, "CA rename", || {
+        certs.join("reg-b.corp:5000/ca.crt").is_file() && !certs.join("reg-a.corp").exists()
+    });
 
     // A refused object: the files stay, an Event points at it, fixing it recovers.
     let good = a.conf();

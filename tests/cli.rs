@@ -29,7 +29,8 @@ fn validate_exit_codes_and_warnings() {
     let good = write(dir.path(), "good.yaml", IDMS);
     let out = mirrorconf(&["validate", "--manifests", &good]);
     assert_eq!(out.status.code(), Some(0));
-    let bad = write(dir.path(), "bad.yaml", &IDMS.replace("m.corp/ns", "M.corp/NS").replace("reg.corp:5000/x", "reg corp"));
+    let bad =
+        write(dir.path(), "bad.yaml", &IDMS.replace("m.corp/ns", "M.corp/NS").replace("reg.corp:5000/x", "reg corp"));
     let out = mirrorconf(&["validate", "--manifests", &bad]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -49,12 +50,14 @@ fn refused_input_writes_nothing_and_keeps_the_last_good_files() {
     let root = tempfile::tempdir().unwrap();
     let m = write(dir.path(), "m.yaml", IDMS);
     assert!(render(&m, root.path(), &["--target", "linux", "--target", "windows"]).status.success());
-    let before: Vec<(String, Vec<u8>)> = tree(root.path()).into_iter().map(|f| (f.clone(), fs::read(root.path().join(&f)).unwrap())).collect();
+    let before: Vec<(String, Vec<u8>)> =
+        tree(root.path()).into_iter().map(|f| (f.clone(), fs::read(root.path().join(&f)).unwrap())).collect();
     write(dir.path(), "m.yaml", &format!("{IDMS}  - source: q.io\n    mirrors: ['*.bad']\n"));
     let out = render(&m, root.path(), &["--target", "linux", "--target", "windows"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was written"));
-    let after: Vec<(String, Vec<u8>)> = tree(root.path()).into_iter().map(|f| (f.clone(), fs::read(root.path().join(&f)).unwrap())).collect();
+    let after: Vec<(String, Vec<u8>)> =
+        tree(root.path()).into_iter().map(|f| (f.clone(), fs::read(root.path().join(&f)).unwrap())).collect();
     assert_eq!(before, after);
     let out = render(&m, root.path(), &["--base", "/nonexistent/registries.conf"]);
     assert_eq!(out.status.code(), Some(2));
@@ -126,7 +129,8 @@ fn the_nodes_registries_conf_is_adopted_and_restored_byte_for_byte() {
 
 #[test]
 fn ca_folders_follow_the_configmap_and_foreign_ones_are_never_touched() {
-    let cert = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs/test-ca.crt")).unwrap();
+    let cert =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs/test-ca.crt")).unwrap();
     let indented: String = cert.lines().map(|l| format!("    {l}\n")).collect();
     let with_keys = |keys: &[&str]| {
         let mut m = String::from("apiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {name: cluster}\nspec:\n  additionalTrustedCA: {name: cas}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cas, namespace: openshift-config}\ndata:\n");
@@ -144,12 +148,21 @@ fn ca_folders_follow_the_configmap_and_foreign_ones_are_never_touched() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("warning: kept") && stderr.contains("admin.corp/ca.crt"), "{stderr}");
-    assert_eq!(fs::read_to_string(root.path().join("etc/docker/certs.d/admin.corp/ca.crt")).unwrap(), "the admin's own CA");
-    assert_eq!(fs::read_to_string(root.path().join("etc/docker/certs.d/reg.corp:5000/ca.crt")).unwrap().trim(), cert.trim());
+    assert_eq!(
+        fs::read_to_string(root.path().join("etc/docker/certs.d/admin.corp/ca.crt")).unwrap(),
+        "the admin's own CA"
+    );
+    assert_eq!(
+        fs::read_to_string(root.path().join("etc/docker/certs.d/reg.corp:5000/ca.crt")).unwrap().trim(),
+        cert.trim()
+    );
 
     write(dir.path(), "m.yaml", &with_keys(&["admin.corp"]));
     assert!(render(&m, root.path(), &[]).status.success());
     assert!(!root.path().join("etc/docker/certs.d/reg.corp:5000").exists(), "its own folder goes with the key");
-    assert_eq!(fs::read_to_string(root.path().join("etc/docker/certs.d/other.corp:5000/ca.crt")).unwrap(), "someone else's");
+    assert_eq!(
+        fs::read_to_string(root.path().join("etc/docker/certs.d/other.corp:5000/ca.crt")).unwrap(),
+        "someone else's"
+    );
     assert!(root.path().join("etc/docker/certs.d/admin.corp/ca.crt").exists());
 }

@@ -119,7 +119,12 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status().ok()?.success();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .ok()?
+            .success();
         ok.then(|| Tmpfs(dir.to_path_buf()))
     }
 }
@@ -167,7 +172,10 @@ fn a_full_disk_leaves_the_old_files_and_says_which_write_failed() {
     let out = run(&big);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("error: ") && stderr.contains(&root.display().to_string()), "the error names the file: {stderr}");
+    assert!(
+        stderr.contains("error: ") && stderr.contains(&root.display().to_string()),
+        "the error names the file: {stderr}"
+    );
     let after: BTreeMap<_, _> = snapshot(&root).into_iter().filter(|(p, _)| p != "filler").collect();
     assert_eq!(after, before, "a failed write changed or left files: {stderr}");
     assert!(after.keys().all(|p| !is_temp(p)));
@@ -183,22 +191,47 @@ fn push_killed_anywhere_leaves_every_remote_file_old_or_new() {
     let port = common_free_port(&["127.0.0.2"]);
     let host = Sshd::start("127.0.0.2", port, &dir.path().join("host"), &key);
     fs::write(dir.path().join("known_hosts"), host.known_hosts_line()).unwrap();
-    fs::write(dir.path().join("inv.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances}\ndata:\n  127.0.0.2: username=root\n").unwrap();
+    fs::write(
+        dir.path().join("inv.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances}\ndata:\n  127.0.0.2: username=root\n",
+    )
+    .unwrap();
     let old_m = write(dir.path(), "old.yaml", &policy(150, "old-mirror.local"));
     let new_m = write(dir.path(), "new.yaml", &policy(150, "new-mirror.local"));
     let expected = |m: &Path| {
         let root = tempfile::tempdir().unwrap();
-        assert!(mirrorconf(&["render", "--manifests", m.to_str().unwrap(), "--root", root.path().to_str().unwrap(), "--target", "windows"]).status.success());
+        assert!(mirrorconf(&[
+            "render",
+            "--manifests",
+            m.to_str().unwrap(),
+            "--root",
+            root.path().to_str().unwrap(),
+            "--target",
+            "windows"
+        ])
+        .status
+        .success());
         snapshot(&root.path().join("k/containerd/registries"))
     };
     let (old, new) = (expected(&old_m), expected(&new_m));
     let push = |m: &Path| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirrorconf"));
-        cmd.args(["push", "--manifests", m.to_str().unwrap(), "--inventory", dir.path().join("inv.yaml").to_str().unwrap()])
-            .args(["--identity", key.private.to_str().unwrap(), "--known-hosts", dir.path().join("known_hosts").to_str().unwrap()])
-            .args(["--ssh-port", &port.to_string(), "--remote-root", "registries", "--retries", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "push",
+            "--manifests",
+            m.to_str().unwrap(),
+            "--inventory",
+            dir.path().join("inv.yaml").to_str().unwrap(),
+        ])
+        .args([
+            "--identity",
+            key.private.to_str().unwrap(),
+            "--known-hosts",
+            dir.path().join("known_hosts").to_str().unwrap(),
+        ])
+        .args(["--ssh-port", &port.to_string(), "--remote-root", "registries", "--retries", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         cmd
     };
     let remote = host.folder.join("registries");
@@ -221,7 +254,10 @@ fn push_killed_anywhere_leaves_every_remote_file_old_or_new() {
         // Let the server finish whatever the dead client had sent.
         std::thread::sleep(Duration::from_millis(100));
         for (path, bytes) in files() {
-            assert!(old.get(&path) == Some(&bytes) || new.get(&path) == Some(&bytes), "killed at {fraction}: {path} is partial");
+            assert!(
+                old.get(&path) == Some(&bytes) || new.get(&path) == Some(&bytes),
+                "killed at {fraction}: {path} is partial"
+            );
         }
         assert!(old.keys().all(|p| remote.join(p).exists()), "killed at {fraction}: a file is gone");
         assert!(push(&old_m).status().unwrap().success());

@@ -24,10 +24,8 @@ fn find<'a>(all: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 #[test]
 fn crds_match_the_types() {
-    let generated: Vec<String> = mirrorconf::model::custom_resource_definitions()
-        .iter()
-        .map(|c| serde_yaml_ng::to_string(c).unwrap())
-        .collect();
+    let generated: Vec<String> =
+        mirrorconf::model::custom_resource_definitions().iter().map(|c| serde_yaml_ng::to_string(c).unwrap()).collect();
     let text = format!(
         "# Generated from src/model by `MIRRORCONF_BLESS=1 cargo test --test deploy`. Apply only on clusters\n# that do not have these kinds (OpenShift has them already).\n{}",
         generated.join("---\n")
@@ -39,7 +37,15 @@ fn crds_match_the_types() {
     assert_eq!(fs::read_to_string(&path).unwrap(), text, "deploy/crds is stale: bless it");
     let crds = docs("deploy/crds/mirror-kinds.yaml");
     let names: Vec<&str> = crds.iter().map(|c| c["metadata"]["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["imagedigestmirrorsets.config.openshift.io", "imagetagmirrorsets.config.openshift.io", "imagecontentsourcepolicies.operator.openshift.io", "images.config.openshift.io"]);
+    assert_eq!(
+        names,
+        [
+            "imagedigestmirrorsets.config.openshift.io",
+            "imagetagmirrorsets.config.openshift.io",
+            "imagecontentsourcepolicies.operator.openshift.io",
+            "images.config.openshift.io"
+        ]
+    );
     assert!(crds.iter().all(|c| c["spec"]["scope"] == "Cluster"));
 }
 
@@ -48,7 +54,8 @@ fn the_daemonset_mounts_exactly_what_the_agent_writes() {
     let all = docs("deploy/daemonset.yaml");
     let ds = find(&all, "DaemonSet")[0];
     let pod = &ds["spec"]["template"]["spec"];
-    let mut host_paths: Vec<&str> = pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
+    let mut host_paths: Vec<&str> =
+        pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
     host_paths.sort();
     assert_eq!(host_paths, ["/etc/containers", "/etc/docker/certs.d", "/var/lib/mirrorconf"]);
     let c = &pod["containers"][0];
@@ -71,9 +78,18 @@ fn rbac_is_least_privilege() {
     let all = docs("deploy/rbac.yaml");
     check_rules(&all);
     let roles = find(&all, "Role");
-    assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "openshift-config"), "configmaps only in openshift-config");
+    assert!(
+        roles.iter().any(|r| r["metadata"]["namespace"] == "openshift-config"),
+        "configmaps only in openshift-config"
+    );
     let cluster_role = find(&all, "ClusterRole")[0];
-    let cluster_resources: Vec<&str> = cluster_role["rules"].as_sequence().unwrap().iter().flat_map(|r| r["resources"].as_sequence().unwrap()).map(|v| v.as_str().unwrap()).collect();
+    let cluster_resources: Vec<&str> = cluster_role["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_sequence().unwrap())
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(!cluster_resources.contains(&"configmaps") && !cluster_resources.contains(&"secrets"));
 }
 
@@ -85,7 +101,10 @@ fn the_windows_pusher_is_one_replica_with_least_privilege() {
     assert_eq!(d["spec"]["replicas"], 1);
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], Value::Bool(true));
-    assert!(pod["volumes"].as_sequence().unwrap().iter().all(|v| v["hostPath"].is_null()), "the pusher touches no node files");
+    assert!(
+        pod["volumes"].as_sequence().unwrap().iter().all(|v| v["hostPath"].is_null()),
+        "the pusher touches no node files"
+    );
     let c = &pod["containers"][0];
     let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(args.starts_with(&["run", "--kube", "--windows-push"]), "{args:?}");
@@ -93,11 +112,22 @@ fn the_windows_pusher_is_one_replica_with_least_privilege() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorconf")).args(&args).arg("--help").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ns_roles: Vec<&Value> = find(&all, "Role");
-    let inventory = ns_roles.iter().find(|r| r["metadata"]["namespace"] == "openshift-windows-machine-config-operator").unwrap();
+    let inventory =
+        ns_roles.iter().find(|r| r["metadata"]["namespace"] == "openshift-windows-machine-config-operator").unwrap();
     assert_eq!(inventory["rules"][0]["resourceNames"][0], "windows-instances");
     let cluster_role = find(&all, "ClusterRole")[0];
-    let cluster_resources: Vec<&str> = cluster_role["rules"].as_sequence().unwrap().iter().flat_map(|r| r["resources"].as_sequence().unwrap()).map(|v| v.as_str().unwrap()).collect();
-    assert!(!cluster_resources.contains(&"configmaps") && !cluster_resources.contains(&"secrets") && !cluster_resources.contains(&"leases"));
+    let cluster_resources: Vec<&str> = cluster_role["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_sequence().unwrap())
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        !cluster_resources.contains(&"configmaps")
+            && !cluster_resources.contains(&"secrets")
+            && !cluster_resources.contains(&"leases")
+    );
 }
 
 /// No wildcard anywhere; the only writes are Events, the node annotation and the pusher's Lease;
@@ -106,17 +136,24 @@ fn check_rules(all: &[Value]) {
     for role in find(&all, "ClusterRole").into_iter().chain(find(&all, "Role")) {
         for rule in role["rules"].as_sequence().unwrap() {
             for field in ["verbs", "resources", "apiGroups"] {
-                let values: Vec<&str> = rule[field].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                let values: Vec<&str> =
+                    rule[field].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
                 assert!(!values.contains(&"*"), "{field} has * in {rule:?}");
             }
             let verbs: Vec<&str> = rule["verbs"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-            let resources: Vec<&str> = rule["resources"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            let resources: Vec<&str> =
+                rule["resources"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
             let writes = verbs.iter().any(|v| !matches!(*v, "get" | "list" | "watch"));
             if writes {
                 let lease_create = resources == ["leases"] && verbs == ["create"];
-                let lease_update = resources == ["leases"] && verbs == ["get", "update"] && rule["resourceNames"][0] == "mirrorconf-windows-push";
+                let lease_update = resources == ["leases"]
+                    && verbs == ["get", "update"]
+                    && rule["resourceNames"][0] == "mirrorconf-windows-push";
                 assert!(
-                    resources == ["events"] && verbs == ["create", "patch"] || resources == ["nodes"] && verbs == ["patch"] || lease_create || lease_update,
+                    resources == ["events"] && verbs == ["create", "patch"]
+                        || resources == ["nodes"] && verbs == ["patch"]
+                        || lease_create
+                        || lease_update,
                     "unexpected write: {rule:?}"
                 );
             }

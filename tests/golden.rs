@@ -30,8 +30,13 @@ fn targets(case: &Path) -> Vec<String> {
 fn run_case(case: &Path) -> (i32, String, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
     let manifests = case.join("manifests.yaml");
-    let mut args: Vec<String> =
-        vec!["render".into(), "--manifests".into(), manifests.display().to_string(), "--root".into(), root.path().display().to_string()];
+    let mut args: Vec<String> = vec![
+        "render".into(),
+        "--manifests".into(),
+        manifests.display().to_string(),
+        "--root".into(),
+        root.path().display().to_string(),
+    ];
     if case.join("base.conf").exists() {
         args.extend(["--base".into(), case.join("base.conf").display().to_string()]);
     }

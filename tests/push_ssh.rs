@@ -70,7 +70,9 @@ impl Fleet {
         cmd.arg("--known-hosts").arg(self.path("known_hosts"));
         cmd.args(["--ssh-port", &self.port.to_string(), "--remote-root", "registries"]);
         // Quick test defaults, unless the test sets the flag itself.
-        for (flag, value) in [("--retries", "1"), ("--retry-delay-ms", "100"), ("--connect-timeout", "3"), ("--timeout", "5")] {
+        for (flag, value) in
+            [("--retries", "1"), ("--retry-delay-ms", "100"), ("--connect-timeout", "3"), ("--timeout", "5")]
+        {
             if !extra.contains(&flag) {
                 cmd.args([flag, value]);
             }
@@ -165,7 +167,10 @@ fn first_push_lands_everywhere_and_an_unchanged_push_writes_nothing() {
         let kinds = about(name);
         assert!(kinds.contains(&EventKind::Modify(ModifyKind::Name(RenameMode::To))), "{name}: {kinds:?}");
         assert!(!kinds.iter().any(|k| matches!(k, EventKind::Remove(_))), "{name} was deleted: {kinds:?}");
-        assert!(!kinds.contains(&EventKind::Modify(ModifyKind::Name(RenameMode::From))), "{name} was moved aside: {kinds:?}");
+        assert!(
+            !kinds.contains(&EventKind::Modify(ModifyKind::Name(RenameMode::From))),
+            "{name} was moved aside: {kinds:?}"
+        );
     }
 }
 
@@ -178,7 +183,10 @@ fn a_stopped_host_is_reported_and_the_others_are_updated() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     let failed = line_for(&t, "127.0.0.3");
-    assert!(failed.contains("FAILED") && failed.contains("after 2 attempt(s)") && failed.contains("cannot connect"), "{t}");
+    assert!(
+        failed.contains("FAILED") && failed.contains("after 2 attempt(s)") && failed.contains("cannot connect"),
+        "{t}"
+    );
     for i in [0, 2] {
         assert!(line_for(&t, &fleet.hosts[i].ip).contains("updated"), "{t}");
         assert_eq!(files(&fleet.remote(i)), expected_tree(&m));
@@ -252,7 +260,12 @@ fn a_bad_inventory_entry_is_reported_and_the_others_still_get_their_update() {
     let out = fleet.push(&policy(&["quay.io"], "m.local"), &[]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(t.contains(r#"ConfigMap/windows-instances: data["127.0.0.9"] = "user=root": the value must be username=<user>"#), "{t}");
+    assert!(
+        t.contains(
+            r#"ConfigMap/windows-instances: data["127.0.0.9"] = "user=root": the value must be username=<user>"#
+        ),
+        "{t}"
+    );
     assert!(t.contains(r#"data["not a host"]"#), "{t}");
     assert!(line_for(&t, "127.0.0.2").contains("updated"), "{t}");
 }
@@ -330,7 +343,8 @@ fn killing_the_server_mid_push_leaves_every_file_old_or_new() {
         // Back to the old policy, so the next round has something to change again: files the cut
         // push had already replaced must be rewritten even though the state names them.
         assert!(fleet.push(&old, &[]).status.success());
-        let back: BTreeMap<_, _> = files(&fleet.remote(0)).into_iter().filter(|(p, _)| !p.ends_with(".mirrorconf-tmp")).collect();
+        let back: BTreeMap<_, _> =
+            files(&fleet.remote(0)).into_iter().filter(|(p, _)| !p.ends_with(".mirrorconf-tmp")).collect();
         assert_eq!(back, old_tree, "after a kill at {delay:?} and a new push");
     }
     assert!(interrupted > 0, "no kill landed inside a push (a full push took {full:?})");
@@ -364,7 +378,8 @@ fn a_server_without_posix_rename_still_gets_whole_files() {
     // The fallback ran: the old file was moved aside first (OpenSSH's server does a plain rename
     // as link + unlink, so the aside name appears as a new file).
     let moved_aside = rx.try_iter().map(Result::unwrap).any(|e| {
-        matches!(e.kind, notify::EventKind::Create(_)) && e.paths.iter().any(|p| p.ends_with("quay.io/hosts.toml.mirrorconf-old"))
+        matches!(e.kind, notify::EventKind::Create(_))
+            && e.paths.iter().any(|p| p.ends_with("quay.io/hosts.toml.mirrorconf-old"))
     });
     assert!(moved_aside, "no move aside: posix-rename was used although the server refused it");
     assert!(tree(&fleet.remote(0)).iter().all(|p| !p.contains("mirrorconf-old") && !p.contains("mirrorconf-tmp")));

@@ -6,7 +6,6 @@ mod common;
 
 use common::{free_port, make_tls, oci_image, push_image, render_text, Containerd, Registry, Tls};
 
-
 fn manifests(source: &str, mirror: &str, mirror_host: &str, with_tags: bool) -> String {
     let mut m = format!(
         "apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {{name: app}}\nspec:\n  imageDigestMirrors:\n  - source: {source}\n    mirrors: [{mirror}]\n---\napiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {{name: cluster}}\nspec:\n  registrySources:\n    insecureRegistries: ['{mirror_host}']\n"
@@ -32,14 +31,22 @@ fn containerd_fetches_through_rendered_windows_and_linux_trees() {
     let mirror = format!("{mirror_host}/prefix/team/app");
     let digest_manifest = format!("/v2/prefix/team/app/manifests/{}", image.manifest_digest);
 
-    for (n, (target, tree)) in [("windows", "k/containerd/registries"), ("containerd", "etc/containerd/certs.d")].into_iter().enumerate() {
+    for (n, (target, tree)) in
+        [("windows", "k/containerd/registries"), ("containerd", "etc/containerd/certs.d")].into_iter().enumerate()
+    {
         let root = tempfile::tempdir().unwrap();
         let hosts_dir = root.path().join(tree);
         let before = registry.requests().len();
 
         render_text(&manifests(&source, &mirror, &mirror_host, false), root.path(), &["--target", target]);
-        let out = containerd.fetch(&format!("{target}-digest"), &hosts_dir, &format!("{source}@{}", image.manifest_digest));
-        assert!(out.status.success(), "{target}: digest fetch failed: {}\n{}", String::from_utf8_lossy(&out.stderr), containerd.server.log_text());
+        let out =
+            containerd.fetch(&format!("{target}-digest"), &hosts_dir, &format!("{source}@{}", image.manifest_digest));
+        assert!(
+            out.status.success(),
+            "{target}: digest fetch failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            containerd.server.log_text()
+        );
         let seen = &registry.requests()[before..];
         assert!(
             seen.iter().any(|r| r.contains(&digest_manifest)),
@@ -56,7 +63,11 @@ fn containerd_fetches_through_rendered_windows_and_linux_trees() {
         // With the ITMS the same mirror may resolve tags.
         render_text(&manifests(&source, &mirror, &mirror_host, true), root.path(), &["--target", target]);
         let out = containerd.fetch(&format!("{target}-tag2-{n}"), &hosts_dir, &format!("{source}:v1"));
-        assert!(out.status.success(), "{target}: tag fetch through the ITMS mirror failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{target}: tag fetch through the ITMS mirror failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let seen = &registry.requests()[before..];
         assert!(seen.iter().any(|r| r.contains("/v2/prefix/team/app/manifests/v1")), "{target}: {seen:?}");
     }

@@ -9,7 +9,6 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-
 fn inspect(conf: &Path, reference: &str, home: &Path) -> Output {
     Command::new(require_tool("skopeo"))
         .env("HOME", home)
@@ -57,7 +56,8 @@ fn skopeo_uses_digest_only_and_tag_only_mirrors_as_rendered() {
     assert!(!registry.saw(&manifest_path));
     let out = inspect(&conf, &by_digest, home.path());
     assert!(out.status.success(), "digest pull through the mirror failed: {}", String::from_utf8_lossy(&out.stderr));
-    let raw = fs::read(image.layout.join("blobs/sha256").join(image.manifest_digest.trim_start_matches("sha256:"))).unwrap();
+    let raw =
+        fs::read(image.layout.join("blobs/sha256").join(image.manifest_digest.trim_start_matches("sha256:"))).unwrap();
     assert_eq!(out.stdout, raw, "the mirror's manifest came back");
     assert!(registry.saw(&manifest_path), "registry log: {:?}", registry.requests());
 
@@ -103,5 +103,10 @@ fn skopeo_never_contacts_a_blocked_source_but_still_uses_its_mirror() {
     assert!(registry.saw(&format!("/v2/closed/app/manifests/{}", image.manifest_digest)));
     let out = inspect(&conf, &format!("{source}:v1"), home.path());
     assert!(!out.status.success(), "a tag pull of a blocked source must fail");
-    assert_eq!(source_registry.requests().len(), before, "the blocked source was contacted: {:?}", source_registry.requests());
+    assert_eq!(
+        source_registry.requests().len(),
+        before,
+        "the blocked source was contacted: {:?}",
+        source_registry.requests()
+    );
 }

@@ -22,7 +22,6 @@ fn manifests(source: &str, mirror: &str, ca_key: &str, ca_pem: Option<&str>) -> 
     m
 }
 
-
 struct Setup {
     registry: Registry,
     image: common::OciImage,

@@ -40,15 +40,9 @@ fn skopeo_tries(conf: &Path, reference: &str) -> Vec<String> {
     let quoted = |line: &str, after: &str| {
         line.split_once(after).and_then(|(_, rest)| rest.split_once(r#"\""#)).map(|(r, _)| r.to_string())
     };
-    let blocked: Vec<String> = log
-        .lines()
-        .filter(|l| l.contains("is blocked in"))
-        .filter_map(|l| quoted(l, r#"Accessing \""#))
-        .collect();
-    log.lines()
-        .filter_map(|l| quoted(l, r#"Trying to access \""#))
-        .filter(|r| !blocked.contains(r))
-        .collect()
+    let blocked: Vec<String> =
+        log.lines().filter(|l| l.contains("is blocked in")).filter_map(|l| quoted(l, r#"Accessing \""#)).collect();
+    log.lines().filter_map(|l| quoted(l, r#"Trying to access \""#)).filter(|r| !blocked.contains(r)).collect()
 }
 
 fn resolve(manifests: &Path, reference: &str) -> Value {
@@ -63,7 +57,8 @@ fn pulls(v: &Value) -> Vec<String> {
 
 #[test]
 fn resolve_lists_what_skopeo_really_tries_in_that_order() {
-    let regs: Vec<Registry> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().map(|ip| Registry::start(ip, None)).collect();
+    let regs: Vec<Registry> =
+        ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().map(|ip| Registry::start(ip, None)).collect();
     let hosts: Vec<String> = regs.iter().map(Registry::host).collect();
     let source = format!("{}/team/app", hosts[2]);
     let (m1, m2, tm) = (format!("{}/m1/app", hosts[0]), format!("{}/m2/app", hosts[1]), format!("{}/t/app", hosts[1]));
@@ -86,7 +81,13 @@ fn resolve_lists_what_skopeo_really_tries_in_that_order() {
             for (i, r) in regs.iter().enumerate() {
                 let asked = r.requests().len() > before[i];
                 let listed = expected.iter().any(|p| p.starts_with(&hosts[i]));
-                assert_eq!(asked, listed, "registry {} asked={asked} listed={listed} for {reference}: {:?}", hosts[i], r.requests());
+                assert_eq!(
+                    asked,
+                    listed,
+                    "registry {} asked={asked} listed={listed} for {reference}: {:?}",
+                    hosts[i],
+                    r.requests()
+                );
             }
         }
     }
@@ -96,7 +97,8 @@ fn resolve_lists_what_skopeo_really_tries_in_that_order() {
 fn resolve_explains_skips_and_normalises_docker_hub() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("m.yaml");
-    fs::write(&manifests, policy("docker.io/library/busybox", "m1.local/bb", "m2.local/bb", "t.local/bb", true, &[])).unwrap();
+    fs::write(&manifests, policy("docker.io/library/busybox", "m1.local/bb", "m2.local/bb", "t.local/bb", true, &[]))
+        .unwrap();
     let v = resolve(&manifests, "busybox:1.36");
     assert_eq!(v["reference"], "docker.io/library/busybox:1.36");
     assert_eq!(pulls(&v), vec!["t.local/bb:1.36"]);
@@ -107,7 +109,16 @@ fn resolve_explains_skips_and_normalises_docker_hub() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("1. t.local/bb:1.36") && text.contains("skipped: docker.io/library/busybox:1.36"), "{text}");
     // Windows: containerd uses only hosts with the resolve capability for a tag.
-    let out = mirrorconf(&["resolve", "busybox:1.36", "--manifests", manifests.to_str().unwrap(), "--target", "windows", "--output", "json"]);
+    let out = mirrorconf(&[
+        "resolve",
+        "busybox:1.36",
+        "--manifests",
+        manifests.to_str().unwrap(),
+        "--target",
+        "windows",
+        "--output",
+        "json",
+    ]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(pulls(&v)[0], "https://t.local/v2/bb/library/busybox/manifests/1.36", "{v}");
     let bad = mirrorconf(&["resolve", "Not/A/Ref", "--manifests", manifests.to_str().unwrap()]);

@@ -66,10 +66,16 @@ fn no_registry_host_configmap_key_or_object_name_escapes_the_root() {
     fs::write(&m, IDMS.replace("name: d", "name: \"../../x\"")).unwrap();
     let out = all_targets(&m, &root, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let outside: Vec<String> = tree(outer.path()).into_iter().filter(|p| !p.starts_with("root/") && !p.ends_with(".yaml")).collect();
+    let outside: Vec<String> =
+        tree(outer.path()).into_iter().filter(|p| !p.starts_with("root/") && !p.ends_with(".yaml")).collect();
     assert!(outside.is_empty(), "{outside:?}");
     for p in tree(&root) {
-        assert!(["etc/containers/", "etc/containerd/certs.d/", "k/containerd/registries/", "var/lib/mirrorconf/"].iter().any(|d| p.starts_with(d)), "{p}");
+        assert!(
+            ["etc/containers/", "etc/containerd/certs.d/", "k/containerd/registries/", "var/lib/mirrorconf/"]
+                .iter()
+                .any(|d| p.starts_with(d)),
+            "{p}"
+        );
     }
 }
 
@@ -85,7 +91,11 @@ fn hosts_toml_with_credentials_is_private_locally_and_on_windows_hosts() {
         let creds = fs::read_to_string(root.join(layout).join("quay.io/hosts.toml")).unwrap();
         assert!(creds.contains(AUTH), "the header is rendered");
         assert_eq!(mode("quay.io/hosts.toml"), 0o600, "{layout}");
-        assert_eq!(mode("other.io/hosts.toml"), 0o644, "{layout}: no credentials, world-readable as containerd expects");
+        assert_eq!(
+            mode("other.io/hosts.toml"),
+            0o644,
+            "{layout}: no credentials, world-readable as containerd expects"
+        );
     }
 
     // Over SFTP too: the remote file is created 0600.
@@ -93,10 +103,25 @@ fn hosts_toml_with_credentials_is_private_locally_and_on_windows_hosts() {
     let port = common_free_port(&["127.0.0.2"]);
     let host = Sshd::start("127.0.0.2", port, &dir.path().join("host"), &key);
     fs::write(dir.path().join("known_hosts"), host.known_hosts_line()).unwrap();
-    fs::write(dir.path().join("inv.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances}\ndata:\n  127.0.0.2: username=root\n").unwrap();
+    fs::write(
+        dir.path().join("inv.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances}\ndata:\n  127.0.0.2: username=root\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-        .args(["push", "--manifests", m.to_str().unwrap(), "--inventory", dir.path().join("inv.yaml").to_str().unwrap()])
-        .args(["--identity", key.private.to_str().unwrap(), "--known-hosts", dir.path().join("known_hosts").to_str().unwrap()])
+        .args([
+            "push",
+            "--manifests",
+            m.to_str().unwrap(),
+            "--inventory",
+            dir.path().join("inv.yaml").to_str().unwrap(),
+        ])
+        .args([
+            "--identity",
+            key.private.to_str().unwrap(),
+            "--known-hosts",
+            dir.path().join("known_hosts").to_str().unwrap(),
+        ])
         .args(["--ssh-port", &port.to_string(), "--remote-root", "registries"])
         .env("RUST_LOG", "trace")
         .output()
@@ -114,7 +139,9 @@ fn secrets_never_reach_logs_errors_or_diffs() {
     let m = dir.path().join("m.yaml");
     let root = dir.path().join("root");
     fs::write(&m, with_secret()).unwrap();
-    let printed = |out: &std::process::Output| format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let printed = |out: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
 
     let out = all_targets(&m, &root, &[("RUST_LOG", "trace")]);
     assert!(out.status.success());
@@ -123,7 +150,15 @@ fn secrets_never_reach_logs_errors_or_diffs() {
 
     // diff shows that the header changes, never its value.
     fs::write(&m, with_secret().replace(AUTH, "bmV3Om5ldy1zZWNyZXQ=")).unwrap();
-    let out = mirrorconf(&["diff", "--manifests", m.to_str().unwrap(), "--root", root.to_str().unwrap(), "--target", "windows"]);
+    let out = mirrorconf(&[
+        "diff",
+        "--manifests",
+        m.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--target",
+        "windows",
+    ]);
     let text = printed(&out);
     assert!(text.contains("authorization = \"<redacted"), "{text}");
     assert!(!text.contains(AUTH) && !text.contains("bmV3Om5ldy1zZWNyZXQ="), "diff printed credentials:\n{text}");
@@ -157,7 +192,9 @@ fn no_shell_is_ever_invoked() {
                 continue;
             }
             let text = fs::read_to_string(&p).unwrap();
-            for needle in ["\"sh\"", "\"/bin/sh\"", "\"bash\"", "\"-c\"", ".exec(", ".shell(", "channel_session", "request_pty"] {
+            for needle in
+                ["\"sh\"", "\"/bin/sh\"", "\"bash\"", "\"-c\"", ".exec(", ".shell(", "channel_session", "request_pty"]
+            {
                 assert!(!text.contains(needle), "{} contains {needle}", p.display());
             }
         }
@@ -172,7 +209,15 @@ fn no_shell_is_ever_invoked() {
     fs::create_dir_all(&marks).unwrap();
     let cmd = format!("touch {0}/a;echo {0}/$HOME", marks.display());
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-        .args(["run", "--manifests", manifests.to_str().unwrap(), "--root", dir.path().join("root").to_str().unwrap(), "--on-change", &cmd])
+        .args([
+            "run",
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--root",
+            dir.path().join("root").to_str().unwrap(),
+            "--on-change",
+            &cmd,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -2,10 +2,10 @@
 //! double for kube-apiserver, over a real socket) holds the policy, the `windows-instances`
 //! ConfigMap, Windows Nodes and the Lease; real OpenSSH servers on 127.0.0.2-4 are the hosts.
 
-mod common;
 #[allow(dead_code)] // this test drives only part of the test API server
 #[path = "common/apiserver.rs"]
 mod apiserver;
+mod common;
 
 use apiserver::FakeApi;
 use common::sshd::{client_key, common_free_port, ClientKey, Sshd};
@@ -70,7 +70,8 @@ impl Pusher {
     }
 
     fn terminate(&mut self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "pusher exited with {status}:\n{}", self.log_text());
     }
@@ -118,21 +119,27 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
 
     // A policy change reaches every host.
     api.apply(idms("mirror-two.local"));
-    wait_until(30, "the changed policy on both hosts", || on(&hosts[0], "mirror-two.local") && on(&hosts[1], "mirror-two.local"));
+    wait_until(30, "the changed policy on both hosts", || {
+        on(&hosts[0], "mirror-two.local") && on(&hosts[1], "mirror-two.local")
+    });
 
     // A host added to the inventory gets the tree.
     api.apply(inventory(&["127.0.0.2", "127.0.0.4"]));
     wait_until(30, "the new inventory host", || on(&hosts[2], "mirror-two.local"));
 
     // An invalid policy: an Event, and the hosts keep their last good files.
-    let mtimes: Vec<_> = (0..3).map(|i| {
-        let d = hosts[i].folder.join("registries");
-        tree(&d).into_iter().map(|p| fs::metadata(d.join(&p)).unwrap().modified().unwrap()).collect::<Vec<_>>()
-    }).collect();
+    let mtimes: Vec<_> = (0..3)
+        .map(|i| {
+            let d = hosts[i].folder.join("registries");
+            tree(&d).into_iter().map(|p| fs::metadata(d.join(&p)).unwrap().modified().unwrap()).collect::<Vec<_>>()
+        })
+        .collect();
     let mut bad = idms("mirror-three.local");
     bad["spec"]["imageDigestMirrors"][0]["mirrors"] = json!(["Not A Mirror!"]);
     api.apply(bad);
-    wait_until(30, "an InvalidMirrorPolicy Event", || api.events().iter().any(|e| e["reason"] == "InvalidMirrorPolicy"));
+    wait_until(30, "an InvalidMirrorPolicy Event", || {
+        api.events().iter().any(|e| e["reason"] == "InvalidMirrorPolicy")
+    });
     for (i, h) in hosts.iter().enumerate() {
         assert!(on(h, "mirror-two.local"), "host {} lost its last good file", h.ip);
         let d = h.folder.join("registries");

@@ -53,7 +53,11 @@ impl Pusher {
         }
     }
 
-    async fn round(&self, last_good: Option<(String, Vec<push::Host>)>, force: bool) -> Option<(String, Vec<push::Host>)> {
+    async fn round(
+        &self,
+        last_good: Option<(String, Vec<push::Host>)>,
+        force: bool,
+    ) -> Option<(String, Vec<push::Host>)> {
         self.metrics.renders.inc();
         let snap = Arc::clone(&self.snapshot);
         let rendered = tokio::task::spawn_blocking(move || -> Result<crate::fileset::FileSet, Error> {

@@ -20,7 +20,10 @@ pub(super) fn resolve(args: &ResolveArgs) -> Result<ExitCode, Error> {
     let files = node::render_files(&inputs, &policy, base.as_ref(), &[args.target])?;
     let resolution = match args.target {
         Target::Linux => {
-            let conf = files.get(registries_conf::PATH).map(|f| String::from_utf8_lossy(&f.contents).into_owned()).unwrap_or_default();
+            let conf = files
+                .get(registries_conf::PATH)
+                .map(|f| String::from_utf8_lossy(&f.contents).into_owned())
+                .unwrap_or_default();
             let cas = |host: &str| {
                 let dir = format!("{}/{host}/", crate::render::certs::DOCKER_CERTS_D);
                 files.iter().find(|(p, _)| p.starts_with(&dir)).map(|(p, _)| format!("/{p}"))

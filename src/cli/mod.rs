@@ -15,7 +15,11 @@ use std::process::ExitCode;
 pub const EXIT_INVALID: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "mirrorconf", version, about = "Turns OpenShift image-mirror policy into the files container runtimes read")]
+#[command(
+    name = "mirrorconf",
+    version,
+    about = "Turns OpenShift image-mirror policy into the files container runtimes read"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -142,7 +146,10 @@ impl SshArgs {
         Ok(crate::push::PushOptions {
             port: self.ssh_port,
             identity: need(&self.identity, "--identity <KEYFILE>")?,
-            known_hosts: crate::sink::ssh::KnownHostsFile::new(need(&self.known_hosts, "--known-hosts <FILE>")?, self.trust_on_first_use),
+            known_hosts: crate::sink::ssh::KnownHostsFile::new(
+                need(&self.known_hosts, "--known-hosts <FILE>")?,
+                self.trust_on_first_use,
+            ),
             remote_root: self.remote_root.clone(),
             parallel: usize::from(self.parallel),
             retries: self.retries,

@@ -36,4 +36,3 @@ pub(super) fn push(args: &PushArgs) -> Result<ExitCode, Error> {
     );
     Ok(if failed == 0 && skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
-

@@ -19,7 +19,11 @@ fn default_server(registry: &str) -> String {
 /// The URL a host entry is asked for: `/v2` is added unless `override_path` says the URL has it.
 fn api_base(url: &str, override_path: bool) -> String {
     let url = url.trim_end_matches('/');
-    if override_path { url.to_string() } else { format!("{url}/v2") }
+    if override_path {
+        url.to_string()
+    } else {
+        format!("{url}/v2")
+    }
 }
 
 pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<Resolution, String> {
@@ -30,7 +34,8 @@ pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<R
         (None, None) => "latest".to_string(),
     };
     let path_of = |base: &str| format!("{base}/{}/manifests/{object}", reference.repository);
-    let mut candidates = vec![Layout::Windows.dir_name(&reference.registry), reference.registry.clone(), "_default".to_string()];
+    let mut candidates =
+        vec![Layout::Windows.dir_name(&reference.registry), reference.registry.clone(), "_default".to_string()];
     if layout == Layout::Linux {
         candidates.remove(0);
     }
@@ -86,7 +91,11 @@ pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<R
     res.endpoints.push(Endpoint {
         pull: path_of(&server_url),
         kind: "server".into(),
-        why: if server.is_some() { "the file's server (tried last)".into() } else { "containerd's default server (tried last)".into() },
+        why: if server.is_some() {
+            "the file's server (tried last)".into()
+        } else {
+            "containerd's default server (tried last)".into()
+        },
         insecure: doc.get("skip_verify").and_then(Item::as_bool).unwrap_or(false),
         ca: doc.get("ca").and_then(Item::as_str).map(String::from),
     });

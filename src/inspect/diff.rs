@@ -101,7 +101,10 @@ pub fn report(changes: &[Change], kept_foreign: Vec<String>) -> Result<Report, S
             let new = text(&c.new).unwrap_or_default();
             let mut cls = disruption::classify(old, new).map_err(|e| format!("{path}: {e}"))?;
             if path == registries_conf::SEARCH_DROP_IN_PATH && c.new.is_none() {
-                cls = Classification { mco: Disruption::DrainAndReboot, reasons: vec!["removes the search-registries drop-in".into()] };
+                cls = Classification {
+                    mco: Disruption::DrainAndReboot,
+                    reasons: vec!["removes the search-registries drop-in".into()],
+                };
             }
             impact = Some(match impact {
                 None => cls,

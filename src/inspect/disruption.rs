@@ -150,7 +150,10 @@ fn appended(scope: &str, m: &Mirror, drain: &mut Vec<String>, safe: &mut Vec<Str
     } else if m.mode == "tag-only" {
         drain.push(format!("adds the tag-only mirror {:?} to {scope:?}", m.location));
     } else {
-        drain.push(format!("adds the mirror {:?} (pull-from-mirror {:?}, insecure {}) to {scope:?}", m.location, m.mode, m.insecure));
+        drain.push(format!(
+            "adds the mirror {:?} (pull-from-mirror {:?}, insecure {}) to {scope:?}",
+            m.location, m.mode, m.insecure
+        ));
     }
 }
 
@@ -162,7 +165,9 @@ mod tests {
     fn reg(scope: &str, extra: &str, mirrors: &[(&str, &str)]) -> String {
         let mut s = format!("\n[[registry]]\n  location = \"{scope}\"\n{extra}");
         for (loc, mode) in mirrors {
-            s.push_str(&format!("\n  [[registry.mirror]]\n    location = \"{loc}\"\n    pull-from-mirror = \"{mode}\"\n"));
+            s.push_str(&format!(
+                "\n  [[registry.mirror]]\n    location = \"{loc}\"\n    pull-from-mirror = \"{mode}\"\n"
+            ));
         }
         s
     }
@@ -170,10 +175,17 @@ mod tests {
     #[test]
     fn appending_digest_mirrors_is_a_reload() {
         let old = format!("{BASE}{}", reg("quay.io/a", "", &[("m1/a", "digest-only")]));
-        let new = format!("{BASE}{}{}", reg("quay.io/a", "", &[("m1/a", "digest-only"), ("m2/a", "digest-only")]), reg("quay.io/b", "", &[("m/b", "digest-only")]));
+        let new = format!(
+            "{BASE}{}{}",
+            reg("quay.io/a", "", &[("m1/a", "digest-only"), ("m2/a", "digest-only")]),
+            reg("quay.io/b", "", &[("m/b", "digest-only")])
+        );
         let c = classify(&old, &new).unwrap();
         assert_eq!(c.mco, Disruption::Reload, "{c:?}");
-        assert_eq!(classify(BASE, &format!("{BASE}{}", reg("q/x", "", &[("m/x", "digest-only")]))).unwrap().mco, Disruption::Reload);
+        assert_eq!(
+            classify(BASE, &format!("{BASE}{}", reg("q/x", "", &[("m/x", "digest-only")]))).unwrap().mco,
+            Disruption::Reload
+        );
         assert_eq!(classify(&old, &old).unwrap().mco, Disruption::None);
         let more_search = "unqualified-search-registries = [\"registry.access.redhat.com\", \"docker.io\"]\n";
         assert_eq!(classify(BASE, more_search).unwrap().mco, Disruption::Reload);

@@ -83,7 +83,11 @@ fn matching_prefix(reference: &str, prefix: &str) -> Option<usize> {
     }
 }
 
-pub fn resolve(reference: &ImageRef, registries_conf: &str, cas: &dyn Fn(&str) -> Option<String>) -> Result<Resolution, String> {
+pub fn resolve(
+    reference: &ImageRef,
+    registries_conf: &str,
+    cas: &dyn Fn(&str) -> Option<String>,
+) -> Result<Resolution, String> {
     let full = reference.to_string();
     let regs = registries(registries_conf)?;
     // The longest prefix wins; on a tie the first table does (a strict comparison, as containers/image).
@@ -107,7 +111,11 @@ pub fn resolve(reference: &ImageRef, registries_conf: &str, cas: &dyn Fn(&str) -
     res.matched = Some(format!("[[registry]] prefix {:?} (location {:?})", reg.prefix, reg.location));
     let cut = matching_prefix(&full, &reg.prefix).expect("matched above");
     let rewrite = |location: &str| {
-        if location.is_empty() { full.clone() } else { format!("{location}{}", &full[cut..]) }
+        if location.is_empty() {
+            full.clone()
+        } else {
+            format!("{location}{}", &full[cut..])
+        }
     };
     let digested = reference.is_digested();
     for m in &reg.mirrors {
@@ -119,7 +127,9 @@ pub fn resolve(reference: &ImageRef, registries_conf: &str, cas: &dyn Fn(&str) -
         }
         match m.pull_from_mirror.as_str() {
             "digest-only" if !digested => {
-                res.skipped.push(skip("digest-only mirror (ImageDigestMirrorSet/ICSP) and the reference has no digest".into()));
+                res.skipped.push(skip(
+                    "digest-only mirror (ImageDigestMirrorSet/ICSP) and the reference has no digest".into(),
+                ));
                 continue;
             }
             "tag-only" if digested => {
@@ -140,10 +150,19 @@ pub fn resolve(reference: &ImageRef, registries_conf: &str, cas: &dyn Fn(&str) -
     }
     let source = rewrite(&reg.location);
     if reg.blocked {
-        res.skipped.push(Skipped { pull: source, why: "the source is blocked (NeverContactSource or blockedRegistries)".into() });
+        res.skipped.push(Skipped {
+            pull: source,
+            why: "the source is blocked (NeverContactSource or blockedRegistries)".into(),
+        });
     } else {
         let host = source.split('/').next().unwrap_or_default().to_string();
-        res.endpoints.push(Endpoint { pull: source, kind: "source".into(), why: "the registry's location".into(), insecure: reg.insecure, ca: cas(&host) });
+        res.endpoints.push(Endpoint {
+            pull: source,
+            kind: "source".into(),
+            why: "the registry's location".into(),
+            insecure: reg.insecure,
+            ca: cas(&host),
+        });
     }
     Ok(res)
 }

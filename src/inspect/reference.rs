@@ -59,12 +59,17 @@ impl ImageRef {
             }
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first.to_string(), rest.to_string()),
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+                (first.to_string(), rest.to_string())
+            }
             _ => ("docker.io".to_string(), name.to_string()),
         };
         let registry = if registry == "index.docker.io" { "docker.io".to_string() } else { registry };
-        let repository =
-            if registry == "docker.io" && !repository.contains('/') { format!("library/{repository}") } else { repository };
+        let repository = if registry == "docker.io" && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
         if registry.chars().any(|c| c.is_ascii_uppercase()) || registry.contains('/') {
             return fail("the registry host must be lowercase");
         }
@@ -128,7 +133,10 @@ mod tests {
     #[test]
     fn ports_tags_and_digests() {
         let r = ImageRef::parse(&format!("reg.local:5000/team/app@{D}")).unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("reg.local:5000", "team/app", None));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("reg.local:5000", "team/app", None)
+        );
         assert!(r.is_digested());
         let r = ImageRef::parse(&format!("reg.local:5000/team/app:v2@{D}")).unwrap();
         assert_eq!(r.tag.as_deref(), Some("v2"));

@@ -2,9 +2,7 @@
 //! and `kind: List` (or typed lists such as `ImageDigestMirrorSetList`). Kinds mirrorconf does not
 //! read are skipped; the same object defined twice is an error, since the cluster could never hold both.
 
-use super::{
-    ConfigMap, Image, ImageContentSourcePolicy, ImageDigestMirrorSet, ImageTagMirrorSet, Inputs, Secret,
-};
+use super::{ConfigMap, Image, ImageContentSourcePolicy, ImageDigestMirrorSet, ImageTagMirrorSet, Inputs, Secret};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -166,8 +164,8 @@ impl Loader {
                 }
             }
             ("config.openshift.io", "Image") => {
-                let named_cluster = value.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str)
-                    == Some("cluster");
+                let named_cluster =
+                    value.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str) == Some("cluster");
                 if !named_cluster {
                     tracing::warn!(file = %path.display(), "ignoring an Image object not named \"cluster\"");
                     return;
@@ -186,7 +184,9 @@ impl Loader {
                     self.inputs.secrets.push(o);
                 }
             }
-            _ => tracing::debug!(file = %path.display(), %api_version, %kind, "skipping a kind mirrorconf does not read"),
+            _ => {
+                tracing::debug!(file = %path.display(), %api_version, %kind, "skipping a kind mirrorconf does not read")
+            }
         }
     }
 
@@ -202,8 +202,13 @@ impl Loader {
             Ok(o) => o,
             // A Secret's decode error could quote the credentials it holds: say where, not what.
             Err(e) if kind == "Secret" => {
-                let location = e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
-                self.error(path, Some(doc), format!("{kind}/{name}: not a valid Secret{location}; details withheld, it holds credentials"));
+                let location =
+                    e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
+                self.error(
+                    path,
+                    Some(doc),
+                    format!("{kind}/{name}: not a valid Secret{location}; details withheld, it holds credentials"),
+                );
                 return None;
             }
             Err(e) => {

@@ -22,12 +22,7 @@ pub const NEVER_CONTACT_SOURCE: &str = "NeverContactSource";
 
 /// `ImageDigestMirrorSet` (`config.openshift.io/v1`, cluster scoped).
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    group = "config.openshift.io",
-    version = "v1",
-    kind = "ImageDigestMirrorSet",
-    plural = "imagedigestmirrorsets"
-)]
+#[kube(group = "config.openshift.io", version = "v1", kind = "ImageDigestMirrorSet", plural = "imagedigestmirrorsets")]
 #[serde(rename_all = "camelCase")]
 pub struct ImageDigestMirrorSetSpec {
     #[serde(default)]
@@ -36,12 +31,7 @@ pub struct ImageDigestMirrorSetSpec {
 
 /// `ImageTagMirrorSet` (`config.openshift.io/v1`, cluster scoped).
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    group = "config.openshift.io",
-    version = "v1",
-    kind = "ImageTagMirrorSet",
-    plural = "imagetagmirrorsets"
-)]
+#[kube(group = "config.openshift.io", version = "v1", kind = "ImageTagMirrorSet", plural = "imagetagmirrorsets")]
 #[serde(rename_all = "camelCase")]
 pub struct ImageTagMirrorSetSpec {
     #[serde(default)]
@@ -125,7 +115,8 @@ pub fn object_ref(kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta:
 
 /// The CustomResourceDefinitions of the kinds mirrorconf reads, generated from these types, for
 /// clusters that do not have them (vanilla Kubernetes). `deploy/crds/` holds them as YAML.
-pub fn custom_resource_definitions() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+pub fn custom_resource_definitions(
+) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
     vec![ImageDigestMirrorSet::crd(), ImageTagMirrorSet::crd(), ImageContentSourcePolicy::crd(), Image::crd()]
 }

@@ -126,6 +126,9 @@ mod tests {
     #[test]
     fn a_broken_secret_is_an_error_naming_it() {
         let e = PullSecret::from_secret(&secret("{not json")).unwrap_err();
-        assert!(e.to_string().starts_with("Secret/pull-secret: data[.dockerconfigjson]: not a docker config.json"), "{e}");
+        assert!(
+            e.to_string().starts_with("Secret/pull-secret: data[.dockerconfigjson]: not a docker config.json"),
+            "{e}"
+        );
     }
 }

@@ -31,7 +31,10 @@ pub fn decode_key(key: &str) -> Result<String, String> {
         None => (decoded.as_str(), None),
     };
     if let Some(p) = port {
-        let ok = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && matches!(p.parse::<u32>(), Ok(1..=65535));
+        let ok = !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && matches!(p.parse::<u32>(), Ok(1..=65535));
         if !ok {
             return Err(format!("{key:?} decodes to {decoded:?}, whose port is not a number from 1 to 65535"));
         }
@@ -159,8 +162,27 @@ mod tests {
     #[test]
     fn bad_keys_and_traversal_attempts_are_refused() {
         for bad in [
-            "", "..", "....", "a..", "a..0", "a..65536", "a..12x", "a....5000", "../etc", "a/b", "a\\b", "a..5000/x",
-            "-a.io", "a-.io", "a..b..c", ".a", "a.", "a..5000..1", "a b", "a*b", "ä.io",
+            "",
+            "..",
+            "....",
+            "a..",
+            "a..0",
+            "a..65536",
+            "a..12x",
+            "a....5000",
+            "../etc",
+            "a/b",
+            "a\\b",
+            "a..5000/x",
+            "-a.io",
+            "a-.io",
+            "a..b..c",
+            ".a",
+            "a.",
+            "a..5000..1",
+            "a b",
+            "a*b",
+            "ä.io",
         ] {
             assert!(decode_key(bad).is_err(), "{bad:?} should be refused");
         }

@@ -139,7 +139,11 @@ impl Policy {
                     );
                 }
                 for (i, r) in rs.container_runtime_search_registries.iter().enumerate() {
-                    if r.is_empty() || r.contains('/') || r.contains('*') || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    if r.is_empty()
+                        || r.contains('/')
+                        || r.contains('*')
+                        || r.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
                         let field = format!("{base}.containerRuntimeSearchRegistries[{i}]");
                         v.error(&object, &field, r, "a search registry must be a registry host[:port]");
                     }
@@ -265,9 +269,13 @@ impl<'i> Validator<'i> {
                 let field = || format!("{}.mirrors[{j}]", at());
                 if !scope::is_valid_mirror(mirror) {
                     let why = if mirror.contains("://") {
-                        format!("invalid format for mirror {mirror:?}: a mirror is host[:port][/path], without a scheme")
+                        format!(
+                            "invalid format for mirror {mirror:?}: a mirror is host[:port][/path], without a scheme"
+                        )
                     } else {
-                        format!("invalid format for mirror {mirror:?}: expected host[:port][/path] with a lowercase path")
+                        format!(
+                            "invalid format for mirror {mirror:?}: expected host[:port][/path] with a lowercase path"
+                        )
                     };
                     self.error(object, &field(), mirror, why);
                 }
@@ -296,7 +304,9 @@ impl<'i> Validator<'i> {
                 let why = if s.is_empty() {
                     "a registry scope must not be empty".to_string()
                 } else {
-                    format!("invalid registry scope {s:?}: a '*' is only allowed as a leading \"*.\" followed by a domain")
+                    format!(
+                        "invalid registry scope {s:?}: a '*' is only allowed as a leading \"*.\" followed by a domain"
+                    )
                 };
                 self.error(object, &format!("{path}[{i}]"), s, why);
             }

@@ -132,7 +132,17 @@ mod tests {
         for ok in ["quay.io", "quay.io/ns/repo", "localhost:5000/a_b/c-d", "*.example.com", "a.b.c:443", "reg/x__y"] {
             assert!(is_valid_source(ok), "{ok}");
         }
-        for bad in ["", "docker://quay.io", "quay.io/NS", "quay.io/", "*.example.com/x", "*example.com", "-a.io", "a.io:port", "a io"] {
+        for bad in [
+            "",
+            "docker://quay.io",
+            "quay.io/NS",
+            "quay.io/",
+            "*.example.com/x",
+            "*example.com",
+            "-a.io",
+            "a.io:port",
+            "a io",
+        ] {
             assert!(!is_valid_source(bad), "{bad}");
         }
         assert!(is_valid_mirror("m.io:8443/x"));

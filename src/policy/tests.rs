@@ -77,10 +77,12 @@ fn dropped_entries_still_take_part_in_policy_checks() {
 
 #[test]
 fn never_contact_source_marks_the_set() {
-    let p = policy(&idms("a", "  - source: q.io\n    mirrors: [m.io]\n    mirrorSourcePolicy: NeverContactSource\n")).unwrap();
+    let p = policy(&idms("a", "  - source: q.io\n    mirrors: [m.io]\n    mirrorSourcePolicy: NeverContactSource\n"))
+        .unwrap();
     assert!(p.digest_sets[0].never_contact_source);
-    let e = policy(&idms("a", "  - source: q.io\n    mirrors: [m.io, q.io]\n    mirrorSourcePolicy: NeverContactSource\n"))
-        .unwrap_err();
+    let e =
+        policy(&idms("a", "  - source: q.io\n    mirrors: [m.io, q.io]\n    mirrorSourcePolicy: NeverContactSource\n"))
+            .unwrap_err();
     assert!(e.0[0].message.starts_with("cannot set mirrorSourcePolicy: NeverContactSource if the source \"q.io\""));
     assert_eq!(e.0[0].field, "spec.imageDigestMirrors[0].mirrors[1]");
 }
@@ -100,7 +102,9 @@ fn image_scopes_are_checked() {
     let image = |rs: &str| {
         format!("apiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {{name: cluster}}\nspec:\n  registrySources:\n{rs}")
     };
-    let e = policy(&image("    insecureRegistries: ['', 'a.*.io']\n    containerRuntimeSearchRegistries: ['q.io/ns']\n")).unwrap_err();
+    let e =
+        policy(&image("    insecureRegistries: ['', 'a.*.io']\n    containerRuntimeSearchRegistries: ['q.io/ns']\n"))
+            .unwrap_err();
     let fields: Vec<_> = e.0.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(
         fields,
@@ -110,7 +114,8 @@ fn image_scopes_are_checked() {
             "spec.registrySources.containerRuntimeSearchRegistries[0]"
         ]
     );
-    let p = policy(&image("    blockedRegistries: ['*.b.io']\n    containerRuntimeSearchRegistries: ['q.io:5000']\n")).unwrap();
+    let p = policy(&image("    blockedRegistries: ['*.b.io']\n    containerRuntimeSearchRegistries: ['q.io:5000']\n"))
+        .unwrap();
     assert_eq!(p.blocked_scopes, ["*.b.io"]);
     assert_eq!(p.search_registries, ["q.io:5000"]);
 }

@@ -35,11 +35,8 @@ pub struct EntryError {
 /// Reads the inventory file: the one `windows-instances` ConfigMap in it.
 pub fn load(path: &std::path::Path) -> Result<(Vec<Host>, Vec<EntryError>), crate::Error> {
     let inputs = crate::model::load_paths(&[path]).map_err(crate::Error::Load)?;
-    let cm = inputs
-        .config_maps
-        .iter()
-        .find(|cm| cm.metadata.name.as_deref() == Some(CONFIG_MAP_NAME))
-        .ok_or_else(|| {
+    let cm =
+        inputs.config_maps.iter().find(|cm| cm.metadata.name.as_deref() == Some(CONFIG_MAP_NAME)).ok_or_else(|| {
             crate::Error::Usage(format!("--inventory {}: no ConfigMap named {CONFIG_MAP_NAME} in it", path.display()))
         })?;
     Ok(hosts(cm))
@@ -51,7 +48,8 @@ pub fn hosts(cm: &ConfigMap) -> (Vec<Host>, Vec<EntryError>) {
     let mut hosts = Vec::new();
     let mut errors = Vec::new();
     for (key, value) in cm.data.iter().flatten() {
-        let fail = |reason: String| EntryError { config_map: name.clone(), key: key.clone(), value: value.clone(), reason };
+        let fail =
+            |reason: String| EntryError { config_map: name.clone(), key: key.clone(), value: value.clone(), reason };
         if let Err(reason) = check_address(key) {
             errors.push(fail(reason));
             continue;
@@ -88,10 +86,7 @@ fn check_address(key: &str) -> Result<(), String> {
 
 /// `username=<user>`; the user may not be empty or hold spaces or control characters.
 fn parse_user(value: &str) -> Result<String, String> {
-    let user = value
-        .trim()
-        .strip_prefix("username=")
-        .ok_or_else(|| "the value must be username=<user>".to_string())?;
+    let user = value.trim().strip_prefix("username=").ok_or_else(|| "the value must be username=<user>".to_string())?;
     if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@') {
         return Err("the user name is empty or holds a space, '@' or a control character".to_string());
     }

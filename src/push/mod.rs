@@ -38,7 +38,10 @@ pub enum HostStatus {
     /// The state file said the host is current: nothing was written.
     Current,
     Updated(HostReport),
-    Failed { error: String, attempts: u32 },
+    Failed {
+        error: String,
+        attempts: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -86,7 +89,12 @@ pub fn windows_tree(rendered: &FileSet) -> FileSet {
 
 /// Pushes `wanted` to every host; `on_done` is called as each host finishes (from worker threads).
 /// Outcomes come back in inventory order.
-pub fn push_all(hosts: &[Host], wanted: &FileSet, opts: &PushOptions, on_done: &(dyn Fn(&HostOutcome) + Sync)) -> Vec<HostOutcome> {
+pub fn push_all(
+    hosts: &[Host],
+    wanted: &FileSet,
+    opts: &PushOptions,
+    on_done: &(dyn Fn(&HostOutcome) + Sync),
+) -> Vec<HostOutcome> {
     let next = AtomicUsize::new(0);
     let workers = opts.parallel.clamp(1, hosts.len().max(1));
     let mut outcomes: Vec<(usize, HostOutcome)> = std::thread::scope(|scope| {

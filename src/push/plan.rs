@@ -78,8 +78,7 @@ pub fn claim(state: &Manifest, plan: &Plan, created_dirs: &[String]) -> Option<M
 /// else's file is in them) stay owned, so a later push tries again.
 pub fn finished(wanted: &FileSet, state: &Manifest, created_dirs: &[String], kept_dirs: &[String]) -> Manifest {
     let need: BTreeSet<&str> = wanted.iter().flat_map(|(p, _)| parents(p)).collect();
-    let mut dirs: BTreeSet<String> =
-        state.dirs.iter().filter(|d| need.contains(d.as_str())).cloned().collect();
+    let mut dirs: BTreeSet<String> = state.dirs.iter().filter(|d| need.contains(d.as_str())).cloned().collect();
     dirs.extend(created_dirs.iter().cloned());
     dirs.extend(kept_dirs.iter().cloned());
     Manifest {

@@ -11,9 +11,5 @@ pub const DOCKER_CERTS_D: &str = "etc/docker/certs.d";
 
 /// `(relative path, PEM)` for every registry with a CA.
 pub fn docker_certs_d(policy: &Policy) -> Vec<(String, &str)> {
-    policy
-        .registry_cas
-        .iter()
-        .map(|(host, pem)| (format!("{DOCKER_CERTS_D}/{host}/ca.crt"), pem.as_str()))
-        .collect()
+    policy.registry_cas.iter().map(|(host, pem)| (format!("{DOCKER_CERTS_D}/{host}/ca.crt"), pem.as_str())).collect()
 }

@@ -208,7 +208,8 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
     for (host, p) in plans {
         let digest_lists: Vec<&[String]> = p.digest_lists.iter().map(Vec::as_slice).collect();
         let tag_lists: Vec<&[String]> = p.tag_lists.iter().map(Vec::as_slice).collect();
-        let mut mirrors: Vec<(String, bool)> = merge_mirror_lists(host, &digest_lists).into_iter().map(|m| (m, false)).collect();
+        let mut mirrors: Vec<(String, bool)> =
+            merge_mirror_lists(host, &digest_lists).into_iter().map(|m| (m, false)).collect();
         for m in merge_mirror_lists(host, &tag_lists) {
             match mirrors.iter_mut().find(|(existing, _)| *existing == m) {
                 Some(entry) => entry.1 = true,
@@ -230,7 +231,13 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
         let server = if hosts.is_empty() {
             if blocked {
                 let unreachable = format!("https://{}.blocked.invalid/v2", scope::host_part(host));
-                hosts.push(HostView { url: unreachable.clone(), capabilities: vec!["pull", "resolve"], ca: None, skip_verify: false, authorization: None });
+                hosts.push(HostView {
+                    url: unreachable.clone(),
+                    capabilities: vec!["pull", "resolve"],
+                    ca: None,
+                    skip_verify: false,
+                    authorization: None,
+                });
                 unreachable
             } else {
                 // Only a CA: containerd needs at least one [host] table, so the registry itself is it.
@@ -257,7 +264,8 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
             hosts,
         };
         let has_credentials = view.hosts.iter().any(|h| h.authorization.is_some());
-        let referenced: BTreeSet<&String> = view.server_ca.iter().chain(view.hosts.iter().filter_map(|h| h.ca.as_ref())).collect();
+        let referenced: BTreeSet<&String> =
+            view.server_ca.iter().chain(view.hosts.iter().filter_map(|h| h.ca.as_ref())).collect();
         let ca_hosts = cas.iter().filter(|(_, f)| referenced.contains(f)).map(|(h, _)| h.clone()).collect();
         let text = TEMPLATES.get_template("hosts.toml").expect("registered").render(&view)?;
         if let Err(e) = text.parse::<toml_edit::DocumentMut>() {
@@ -311,9 +319,18 @@ pub fn warnings(policy: &Policy) -> Vec<String> {
                 "registry {host}: sources {sources:?} have different mirrors; containerd mirrors whole registries, so images of each source are also looked for on the other sources' mirrors (under their own path)"
             ));
         }
-        let never: Vec<&str> = p.sources.iter().copied().filter(|s| {
-            policy.digest_entries.iter().chain(&policy.tag_entries).any(|e| e.source == *s && e.never_contact_source)
-        }).collect();
+        let never: Vec<&str> = p
+            .sources
+            .iter()
+            .copied()
+            .filter(|s| {
+                policy
+                    .digest_entries
+                    .iter()
+                    .chain(&policy.tag_entries)
+                    .any(|e| e.source == *s && e.never_contact_source)
+            })
+            .collect();
         if !never.is_empty() && never.len() < p.sources.len() {
             out.push(format!(
                 "registry {host}: NeverContactSource on {never:?} applies to the whole registry on containerd and Windows nodes"

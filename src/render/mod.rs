@@ -58,7 +58,8 @@ pub fn render(targets: &[Target], node: &NodeInputs<'_>) -> Result<FileSet, Rend
                 }
             }
             Target::Containerd | Target::Windows => {
-                let layout = if *target == Target::Windows { hosts_toml::Layout::Windows } else { hosts_toml::Layout::Linux };
+                let layout =
+                    if *target == Target::Windows { hosts_toml::Layout::Windows } else { hosts_toml::Layout::Linux };
                 let pull_secret = PullSecret::from_inputs(node.inputs).map_err(hosts_toml::HostsError::from)?;
                 let cas = hosts_toml::ca_files(node.policy.registry_cas.keys());
                 for f in hosts_toml::render(node.policy, pull_secret.as_ref(), &cas)? {

@@ -297,7 +297,10 @@ impl<'a, 'p> Edit<'a, 'p> {
             if let Flag::Insecure = f {
                 let nested: Vec<usize> = base_mirrors(self.base_ref(i))
                     .enumerate()
-                    .filter(|(_, m)| scope::is_nested(m.get("location").and_then(Item::as_str).unwrap_or(""), target) && !flag(m, "insecure"))
+                    .filter(|(_, m)| {
+                        scope::is_nested(m.get("location").and_then(Item::as_str).unwrap_or(""), target)
+                            && !flag(m, "insecure")
+                    })
                     .map(|(j, _)| j)
                     .collect();
                 if !nested.is_empty() {
@@ -339,7 +342,10 @@ impl<'a, 'p> Edit<'a, 'p> {
                 .map(|m| Mirror {
                     location: Cow::Owned(m.get("location").and_then(Item::as_str).unwrap_or("").to_string()),
                     insecure: flag(m, "insecure"),
-                    pull_from_mirror: m.get("pull-from-mirror").and_then(Item::as_str).map(|p| Cow::Owned(p.to_string())),
+                    pull_from_mirror: m
+                        .get("pull-from-mirror")
+                        .and_then(Item::as_str)
+                        .map(|p| Cow::Owned(p.to_string())),
                 })
                 .collect(),
         }

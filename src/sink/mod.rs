@@ -3,9 +3,9 @@
 //! mirrorconf created.
 
 pub mod local;
+mod manifest;
 #[cfg(feature = "cli")]
 pub mod ssh;
-mod manifest;
 
 pub use manifest::{sha256_hex, Manifest, MANIFEST_PATH};
 

@@ -45,7 +45,8 @@ pub fn watch(dirs: &[PathBuf], files: &[PathBuf], triggers: mpsc::Sender<()>) ->
     }
     for f in &files_abs {
         let parent = f.parent().unwrap_or(Path::new("/")).to_path_buf();
-        std::fs::create_dir_all(&parent).map_err(|e| WatchError { path: parent.clone(), source: notify::Error::io(e) })?;
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| WatchError { path: parent.clone(), source: notify::Error::io(e) })?;
         watcher.watch(&parent, RecursiveMode::NonRecursive).map_err(|source| WatchError { path: parent, source })?;
     }
     Ok(FileWatch { _watcher: watcher })

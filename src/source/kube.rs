@@ -40,7 +40,12 @@ pub struct Cluster {
     last_annotated: Arc<Mutex<Option<String>>>,
 }
 
-pub(crate) fn spawn_reflector<K>(api: Api<K>, config: watcher::Config, triggers: mpsc::Sender<()>, metrics: Arc<Metrics>) -> Store<K>
+pub(crate) fn spawn_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    triggers: mpsc::Sender<()>,
+    metrics: Arc<Metrics>,
+) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -63,7 +68,9 @@ where
                 Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
                     let _ = triggers.try_send(());
                 }
-                Err(e) => tracing::warn!(kind = %K::kind(&K::DynamicType::default()), "watch error (retrying with backoff): {e}"),
+                Err(e) => {
+                    tracing::warn!(kind = %K::kind(&K::DynamicType::default()), "watch error (retrying with backoff): {e}")
+                }
             }
         }
     });
@@ -81,7 +88,8 @@ where
 impl Cluster {
     /// Connects with the in-cluster config or KUBECONFIG and starts every watcher.
     pub async fn start(triggers: mpsc::Sender<()>, metrics: Arc<Metrics>, windows: bool) -> Result<Cluster, Error> {
-        let client = Client::try_default().await.map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
+        let client =
+            Client::try_default().await.map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
         Ok(Self::with_client(client, triggers, metrics, windows))
     }
 
@@ -103,7 +111,12 @@ impl Cluster {
                 m(),
             ),
             secrets: windows.then(|| {
-                spawn_reflector(Api::namespaced(client.clone(), pull_secret::NAMESPACE), by_name(pull_secret::NAME), t(), m())
+                spawn_reflector(
+                    Api::namespaced(client.clone(), pull_secret::NAMESPACE),
+                    by_name(pull_secret::NAME),
+                    t(),
+                    m(),
+                )
             }),
             node_name: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
             last_annotated: Arc::new(Mutex::new(None)),

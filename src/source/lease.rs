@@ -3,9 +3,9 @@
 //! has not succeeded for a whole lease duration, and release it on shutdown. Optimistic concurrency
 //! (resourceVersion) makes two candidates racing for one Lease safe.
 
-use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use std::time::{Duration, Instant};
@@ -62,7 +62,9 @@ impl LeaderElection {
         let holder = current.holder_identity.as_deref().filter(|h| !h.is_empty());
         let ours = holder == Some(self.identity.as_str());
         let expired = match (&current.renew_time, current.lease_duration_seconds) {
-            (Some(MicroTime(renewed)), Some(secs)) => renewed.as_millisecond() + i64::from(secs) * 1000 < now.as_millisecond(),
+            (Some(MicroTime(renewed)), Some(secs)) => {
+                renewed.as_millisecond() + i64::from(secs) * 1000 < now.as_millisecond()
+            }
             _ => true,
         };
         if !ours && holder.is_some() && !expired {

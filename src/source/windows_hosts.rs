@@ -25,11 +25,22 @@ pub struct WindowsHosts {
 }
 
 impl WindowsHosts {
-    pub fn start(client: &Client, namespace: &str, default_user: &str, triggers: mpsc::Sender<()>, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        client: &Client,
+        namespace: &str,
+        default_user: &str,
+        triggers: mpsc::Sender<()>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let by_name = watcher::Config::default().fields(&format!("metadata.name={}", inventory::CONFIG_MAP_NAME));
         let windows = watcher::Config::default().labels(WINDOWS_NODE_SELECTOR);
         WindowsHosts {
-            inventory: spawn_reflector(Api::namespaced(client.clone(), namespace), by_name, triggers.clone(), Arc::clone(&metrics)),
+            inventory: spawn_reflector(
+                Api::namespaced(client.clone(), namespace),
+                by_name,
+                triggers.clone(),
+                Arc::clone(&metrics),
+            ),
             nodes: spawn_reflector(Api::all(client.clone()), windows, triggers, metrics),
             default_user: default_user.to_string(),
         }

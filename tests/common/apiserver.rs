@@ -112,11 +112,18 @@ fn selected(q: &HashMap<String, String>, object: &Value) -> bool {
 }
 
 fn conflict(reason: &str, message: String) -> Response {
-    json_response(StatusCode::CONFLICT, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "message": message, "code": 409}))
+    json_response(
+        StatusCode::CONFLICT,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "message": message, "code": 409}),
+    )
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
-    Response::builder().status(status).header("content-type", "application/json").body(Body::from(v.to_string())).unwrap()
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(v.to_string()))
+        .unwrap()
 }
 
 fn gone() -> Value {
@@ -126,7 +133,8 @@ fn gone() -> Value {
 
 impl FakeApi {
     pub fn start() -> FakeApi {
-        let runtime = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
+        let runtime =
+            Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
         let state = Arc::new(Mutex::new(State_ { rv: 1, ..Default::default() }));
         let (signal, _) = broadcast::channel(1024);
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -160,7 +168,8 @@ impl FakeApi {
 
     /// The stored object, if any.
     pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
-        let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}});
+        let probe =
+            json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}});
         let (key, name) = Self::key_of(&probe);
         self.state.lock().unwrap().collections.get(&key).and_then(|c| c.objects.get(&name)).cloned()
     }
@@ -185,7 +194,8 @@ impl FakeApi {
     }
 
     pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
-        let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}});
+        let probe =
+            json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}});
         let (key, name) = Self::key_of(&probe);
         let mut s = self.state.lock().unwrap();
         s.rv += 1;
@@ -288,11 +298,17 @@ async fn handle(
                 return json_response(StatusCode::BAD_REQUEST, &json!({"kind": "Status", "code": 400}));
             };
             let Some(current) = api.get(&gv, kind_of(&plural), &ns, &n) else {
-                return json_response(StatusCode::NOT_FOUND, &json!({"kind": "Status", "code": 404, "reason": "NotFound"}));
+                return json_response(
+                    StatusCode::NOT_FOUND,
+                    &json!({"kind": "Status", "code": 404, "reason": "NotFound"}),
+                );
             };
             // Optimistic concurrency, as the real API server: a stale resourceVersion is a conflict.
             if object["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
-                return conflict("Conflict", "the object has been modified; please apply your changes to the latest version".into());
+                return conflict(
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version".into(),
+                );
             }
             object["apiVersion"] = json!(gv);
             object["kind"] = json!(kind_of(&plural));
@@ -303,7 +319,9 @@ async fn handle(
             let s = api.state.lock().unwrap();
             match s.collections.get(&key).and_then(|c| c.objects.get(&n)) {
                 Some(o) => json_response(StatusCode::OK, o),
-                None => json_response(StatusCode::NOT_FOUND, &json!({"kind": "Status", "code": 404, "reason": "NotFound"})),
+                None => {
+                    json_response(StatusCode::NOT_FOUND, &json!({"kind": "Status", "code": 404, "reason": "NotFound"}))
+                }
             }
         }
         _ => json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"kind": "Status", "code": 405})),
@@ -365,6 +383,11 @@ fn watch(api: FakeApi, key: Key, q: HashMap<String, String>) -> Response {
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
-    Response::builder().status(StatusCode::OK).header("content-type", "application/json").body(Body::from_stream(stream)).unwrap()
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap()
 }

@@ -34,7 +34,10 @@ pub fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("server exited with {status} before listening on {addr}:\n{}", fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "server exited with {status} before listening on {addr}:\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -149,7 +152,17 @@ pub fn oci_image() -> OciImage {
     fs::create_dir(&content).unwrap();
     fs::write(content.join("hello.txt"), "served by a mirror\n").unwrap();
     let tar = Command::new("tar")
-        .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "--format=gnu", "-cf", "-", "-C"])
+        .args([
+            "--sort=name",
+            "--mtime=@0",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--format=gnu",
+            "-cf",
+            "-",
+            "-C",
+        ])
         .arg(&content)
         .arg("hello.txt")
         .output()
@@ -242,7 +255,12 @@ pub fn registries_meaning(text: &str) -> BTreeMap<String, RegistryMeaning> {
             .unwrap_or_default();
         let prev = out.insert(
             scope.clone(),
-            RegistryMeaning { location: s(t, "location"), insecure: b(t, "insecure"), blocked: b(t, "blocked"), mirrors },
+            RegistryMeaning {
+                location: s(t, "location"),
+                insecure: b(t, "insecure"),
+                blocked: b(t, "blocked"),
+                mirrors,
+            },
         );
         assert!(prev.is_none(), "scope {scope} appears twice in\n{text}");
     }
@@ -300,11 +318,52 @@ pub fn make_tls(ips: &[&str]) -> TlsFiles {
         let out = Command::new(&openssl).args(args).current_dir(dir.path()).output().unwrap();
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mirrorconf test CA", "-keyout", "ca.key", "-out", "ca.crt"]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mirrorconf test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
     let san: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
     fs::write(p("ext.cnf"), format!("subjectAltName={}\nbasicConstraints=CA:FALSE\n", san.join(","))).unwrap();
-    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    ]);
     TlsFiles { ca_cert: p("ca.crt"), server_cert: p("server.crt"), server_key: p("server.key"), dir }
 }
 
@@ -387,6 +446,7 @@ pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 
 /// The value of a metric line (`name value`) in Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
 pub mod sshd;

@@ -72,14 +72,21 @@ fn every_file_has_a_host_table_and_parses() {
         assert!(doc["host"].as_table_like().is_some_and(|t| !t.is_empty()), "{}", f.text);
     }
     let ca_only = &files[1].text;
-    assert!(ca_only.contains("server = \"https://ca-only.io:5000/v2\"\n\noverride_path = true\nca = \"ca.crt\"\n"), "{ca_only}");
+    assert!(
+        ca_only.contains("server = \"https://ca-only.io:5000/v2\"\n\noverride_path = true\nca = \"ca.crt\"\n"),
+        "{ca_only}"
+    );
     assert!(ca_only.contains("[host.\"https://ca-only.io:5000/v2\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n  ca = \"ca.crt\"\n"), "{ca_only}");
 }
 
 #[test]
 fn cas_are_referenced_relative_on_mirrors_and_server() {
     let p = policy(&idms("  - source: q.io:5000/a\n    mirrors: [m.io:8443/x/a]\n"));
-    let cas: CaFiles = [("q.io:5000".to_string(), "q.io_5000.crt".to_string()), ("m.io:8443".to_string(), "m.io_8443.crt".to_string())].into();
+    let cas: CaFiles = [
+        ("q.io:5000".to_string(), "q.io_5000.crt".to_string()),
+        ("m.io:8443".to_string(), "m.io_8443.crt".to_string()),
+    ]
+    .into();
     let files = render(&p, None, &cas).unwrap();
     // The mirror registry has a CA too, so it gets its own folder as well.
     assert_eq!(files.iter().map(|f| f.host.as_str()).collect::<Vec<_>>(), ["m.io:8443", "q.io:5000"]);
@@ -125,6 +132,10 @@ fn credentials_come_from_the_pull_secret() {
     let secret = PullSecret::from_inputs(&inputs).unwrap().unwrap();
     let f = &render(&p, Some(&secret), &CaFiles::new()).unwrap()[0];
     assert!(f.has_credentials);
-    assert!(f.text.contains("  [host.\"https://m.io/v2/x\".header]\n    authorization = \"Basic dTpw\"\n"), "{}", f.text);
+    assert!(
+        f.text.contains("  [host.\"https://m.io/v2/x\".header]\n    authorization = \"Basic dTpw\"\n"),
+        "{}",
+        f.text
+    );
     assert_eq!(f.text.matches("authorization").count(), 1);
 }

@@ -43,7 +43,8 @@ fn mirror_by_digest_only_is_converted_so_the_file_stays_valid() {
     assert!(!out.contains("mirror-by-digest-only"), "{out}");
     let doc: DocumentMut = out.parse().unwrap();
     let mirrors = doc["registry"][0]["mirror"].as_array_of_tables().unwrap();
-    let modes: Vec<_> = mirrors.iter().map(|m| (m["location"].as_str().unwrap(), m["pull-from-mirror"].as_str().unwrap())).collect();
+    let modes: Vec<_> =
+        mirrors.iter().map(|m| (m["location"].as_str().unwrap(), m["pull-from-mirror"].as_str().unwrap())).collect();
     assert_eq!(modes, [("old.corp/ns", "digest-only"), ("m.corp/ns", "digest-only")]);
 }
 
@@ -85,7 +86,8 @@ fn search_drop_in_only_when_set() {
     let p = Policy { search_registries: vec!["a.io".into(), "b.io:5000".into()], ..Policy::default() };
     let text = render_search_drop_in(&p).unwrap();
     let doc: DocumentMut = text.parse().unwrap();
-    let list: Vec<_> = doc["unqualified-search-registries"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let list: Vec<_> =
+        doc["unqualified-search-registries"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(list, ["a.io", "b.io:5000"]);
 }
 
@@ -108,7 +110,11 @@ fn every_permutation_of_objects_gives_identical_bytes() {
     let mut i = 0;
     while i < 4 {
         if c[i] < i {
-            if i % 2 == 0 { order.swap(0, i) } else { order.swap(c[i], i) }
+            if i % 2 == 0 {
+                order.swap(0, i)
+            } else {
+                order.swap(c[i], i)
+            }
             assert_eq!(render_order(&order), expected, "order {order:?}");
             c[i] += 1;
             i = 0;

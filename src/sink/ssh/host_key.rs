@@ -29,7 +29,12 @@ pub(super) fn known_hosts_name(address: &str, port: u16) -> String {
     }
 }
 
-pub(super) fn verify_host_key(session: &Session, address: &str, port: u16, file: &KnownHostsFile) -> Result<(), SshError> {
+pub(super) fn verify_host_key(
+    session: &Session,
+    address: &str,
+    port: u16,
+    file: &KnownHostsFile,
+) -> Result<(), SshError> {
     let kh_err = |reason: String| SshError::KnownHosts { file: file.path.clone(), reason };
     let (key, key_type) = session.host_key().ok_or_else(|| kh_err("the server sent no host key".into()))?;
     let fingerprint = session
@@ -47,7 +52,8 @@ pub(super) fn verify_host_key(session: &Session, address: &str, port: u16, file:
         CheckResult::Match => Ok(()),
         CheckResult::Mismatch => Err(SshError::HostKeyMismatch { host, fingerprint, file: file.path.clone() }),
         CheckResult::NotFound if file.trust_on_first_use => {
-            let type_name = key_type_name(key_type).ok_or_else(|| kh_err(format!("unsupported host key type for {host}")))?;
+            let type_name =
+                key_type_name(key_type).ok_or_else(|| kh_err(format!("unsupported host key type for {host}")))?;
             let line = format!("{host} {type_name} {}\n", base64::engine::general_purpose::STANDARD.encode(key));
             let _guard = file.append.lock().unwrap_or_else(|p| p.into_inner());
             std::fs::OpenOptions::new()

@@ -20,8 +20,8 @@ use std::time::Duration;
 mod host_key;
 mod raw_sftp;
 
-pub use host_key::KnownHostsFile;
 use host_key::verify_host_key;
+pub use host_key::KnownHostsFile;
 use raw_sftp::RawSftp;
 
 const FX_NO_SUCH_FILE: i32 = raw::LIBSSH2_FX_NO_SUCH_FILE;
@@ -89,7 +89,12 @@ pub struct HostReport {
 
 /// Brings `address`'s remote root in line with `wanted` (paths relative to the remote root).
 /// `None`: the host was current and nothing was written.
-pub fn push(address: &str, user: &str, wanted: &FileSet, opts: &SshOptions<'_>) -> Result<Option<HostReport>, SshError> {
+pub fn push(
+    address: &str,
+    user: &str,
+    wanted: &FileSet,
+    opts: &SshOptions<'_>,
+) -> Result<Option<HostReport>, SshError> {
     let session = connect(address, user, opts)?;
     let remote = Remote::open(&session, opts.remote_root)?;
     let state = remote.read_state()?;
@@ -120,9 +125,11 @@ fn connect(address: &str, user: &str, opts: &SshOptions<'_>) -> Result<Session, 
     session.set_tcp_stream(tcp);
     session.handshake().map_err(SshError::Handshake)?;
     verify_host_key(&session, address, opts.port, opts.known_hosts)?;
-    session
-        .userauth_pubkey_file(user, None, opts.identity, None)
-        .map_err(|source| SshError::Auth { user: user.to_string(), identity: opts.identity.to_path_buf(), source })?;
+    session.userauth_pubkey_file(user, None, opts.identity, None).map_err(|source| SshError::Auth {
+        user: user.to_string(),
+        identity: opts.identity.to_path_buf(),
+        source,
+    })?;
     Ok(session)
 }
 
@@ -144,9 +151,7 @@ struct Remote<'s> {
 
 impl<'s> Remote<'s> {
     fn open(session: &'s Session, root: &str) -> Result<Self, SshError> {
-        let sftp = session
-            .sftp()
-            .map_err(|source| SshError::Sftp { op: "start SFTP", path: String::new(), source })?;
+        let sftp = session.sftp().map_err(|source| SshError::Sftp { op: "start SFTP", path: String::new(), source })?;
         let root = root.trim_end_matches('/').to_string();
         Ok(Remote { session, sftp, root, rename_channel: std::cell::OnceCell::new() })
     }
@@ -171,8 +176,7 @@ impl<'s> Remote<'s> {
             Err(e) => return Err(Self::err("open", &path)(e)),
         };
         let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes)
-            .map_err(|source| SshError::Io { op: "read", path: path.clone(), source })?;
+        f.read_to_end(&mut bytes).map_err(|source| SshError::Io { op: "read", path: path.clone(), source })?;
         Manifest::parse(&bytes).map_err(|e| SshError::State { path, reason: e.to_string() })
     }
 
@@ -261,8 +265,7 @@ impl<'s> Remote<'s> {
             .sftp
             .open_mode(Path::new(&tmp), flags, mode as i32, OpenType::File)
             .map_err(Self::err("create", &tmp))?;
-        f.write_all(contents)
-            .map_err(|source| SshError::Io { op: "write", path: tmp.clone(), source })?;
+        f.write_all(contents).map_err(|source| SshError::Io { op: "write", path: tmp.clone(), source })?;
         match f.fsync() {
             Ok(()) => {}
             // fsync@openssh.com is an extension; a server without it still gets the rename.
@@ -314,4 +317,3 @@ fn temp_path(target: &str) -> String {
         None => format!(".{target}{TEMP_SUFFIX}"),
     }
 }
-

@@ -39,13 +39,20 @@ impl<'s> RawSftp<'s> {
     }
 
     pub(super) fn posix_rename(&self, from: &str, to: &str) -> Result<(), ssh2::Error> {
-        let from = CString::new(from).map_err(|_| ssh2::Error::from_errno(ErrorCode::Session(raw::LIBSSH2_ERROR_INVAL)))?;
+        let from =
+            CString::new(from).map_err(|_| ssh2::Error::from_errno(ErrorCode::Session(raw::LIBSSH2_ERROR_INVAL)))?;
         let to = CString::new(to).map_err(|_| ssh2::Error::from_errno(ErrorCode::Session(raw::LIBSSH2_ERROR_INVAL)))?;
         let _sess = self.session.raw();
         // SAFETY: `ptr` came from libssh2_sftp_init on this session and is freed only in Drop; the
         // strings outlive the call; the session lock is held.
         let rc = unsafe {
-            libssh2_sftp_posix_rename_ex(self.ptr, from.as_ptr(), from.as_bytes().len(), to.as_ptr(), to.as_bytes().len())
+            libssh2_sftp_posix_rename_ex(
+                self.ptr,
+                from.as_ptr(),
+                from.as_bytes().len(),
+                to.as_ptr(),
+                to.as_bytes().len(),
+            )
         };
         if rc == 0 {
             return Ok(());
@@ -68,4 +75,3 @@ impl Drop for RawSftp<'_> {
         }
     }
 }
-
