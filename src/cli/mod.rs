@@ -228,7 +228,7 @@ pub struct WindowsPushArgs {
     /// Instead of writing this node's files, keep the Windows hosts (the `windows-instances`
     /// ConfigMap and Nodes labelled kubernetes.io/os=windows) current over SSH. Needs --kube and the
     /// SSH flags of `push` (--identity, --known-hosts, ...).
-    #[arg(id = "windows_push", long = "windows-push", requires = "kube")]
+    #[arg(id = "windows_push", long = "windows-push", requires = "kube", conflicts_with_all = ["base", "reload_crio", "on_change"])]
     pub enabled: bool,
     /// Namespace of the `windows-instances` ConfigMap.
     #[arg(long, value_name = "NS", default_value = crate::source::windows_hosts::DEFAULT_NAMESPACE)]
