@@ -103,6 +103,11 @@ fn hosts_toml_with_credentials_is_private_locally_and_on_windows_hosts() {
     let port = common_free_port(&["127.0.0.2"]);
     let host = Sshd::start("127.0.0.2", port, &dir.path().join("host"), &key);
     fs::write(dir.path().join("known_hosts"), host.known_hosts_line()).unwrap();
+    // A world-readable temp file left by an earlier push that was cut short must not lend its mode.
+    let stale = host.folder.join("registries/quay.io/.hosts.toml.mirrorconf-tmp");
+    fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    fs::write(&stale, "stale").unwrap();
+    fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(
         dir.path().join("inv.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances}\ndata:\n  127.0.0.2: username=root\n",
