@@ -157,24 +157,39 @@ where
         }
         cluster.wait_until_synced().await;
         hosts.wait_until_synced().await;
-        // Push while leading; stop pushing as soon as the Lease is lost or shutdown comes.
+        // Push while leading. The keeper renews until the pusher has stopped (shutdown) or says the
+        // Lease is lost; the Lease is released only once no round is running any more.
         let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let keeper = {
             let election = election.clone();
-            let stop = stopped();
             tokio::spawn(async move {
-                let kept = election.keep(stop).await;
-                let _ = lost_tx.send(());
+                let kept = election
+                    .keep(async move {
+                        let _ = done_rx.await;
+                    })
+                    .await;
+                if kept == source::lease::Kept::Lost {
+                    let _ = lost_tx.send(());
+                }
                 kept
             })
         };
+        let shutdown = stopped();
         pusher
             .run(&mut rx, async move {
-                let _ = lost_rx.await;
+                tokio::select! {
+                    _ = lost_rx => {}
+                    _ = shutdown => {}
+                }
             })
             .await;
+        let _ = done_tx.send(());
         match keeper.await.expect("the Lease keeper does not panic") {
-            source::lease::Kept::Stopped => return Ok(()),
+            source::lease::Kept::Stopped => {
+                election.release().await;
+                return Ok(());
+            }
             source::lease::Kept::Lost => tracing::warn!("lost the Lease; waiting to lead again"),
         }
     }

@@ -13,7 +13,7 @@ pub fn merge_mirror_lists<S: AsRef<str>>(source: &str, lists: &[&[S]]) -> Vec<St
     // One list without repeats is a chain: the graph gives it back as it is. This is by far the
     // most common case, so it skips building the graph.
     if let [only] = lists {
-        let mut seen = std::collections::HashSet::with_capacity(only.len());
+        let mut seen = <foldhash::HashSet<&str> as foldhash::HashSetExt>::with_capacity(only.len());
         if only.iter().all(|m| seen.insert(m.as_ref())) {
             let mut out: Vec<String> = only.iter().map(|m| m.as_ref().to_string()).collect();
             if out.last().map(String::as_str) == Some(source) {

@@ -9,7 +9,8 @@ pub mod merge;
 pub mod scope;
 
 use crate::model::{object_ref, Inputs, MirrorEntry, ALLOW_CONTACTING_SOURCE, NEVER_CONTACT_SOURCE};
-use std::collections::{BTreeMap, HashMap};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 

@@ -11,8 +11,8 @@
 //! wildcard mirror sources with nested entries render correctly, and the base is kept, not replaced.
 
 use crate::policy::{scope, MirrorSet, Policy};
+use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt::Write;
 use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table, Value};
 

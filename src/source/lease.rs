@@ -98,17 +98,15 @@ impl LeaderElection {
         }
     }
 
-    /// Renews every `retry` until a renewal has failed for a whole lease duration (returns: the
-    /// leadership is lost) or `stop` resolves (the Lease is released and this returns).
-    pub async fn keep(&self, stop: impl std::future::Future<Output = ()>) -> Kept {
-        tokio::pin!(stop);
+    /// Renews every `retry` until a renewal has failed for a whole lease duration or someone else
+    /// holds the Lease (returns [`Kept::Lost`]), or `done` resolves (returns [`Kept::Stopped`]; the
+    /// caller then [`release`](Self::release)s it once its work has stopped).
+    pub async fn keep(&self, done: impl std::future::Future<Output = ()>) -> Kept {
+        tokio::pin!(done);
         let mut last_renewed = Instant::now();
         loop {
             tokio::select! {
-                _ = &mut stop => {
-                    self.release().await;
-                    return Kept::Stopped;
-                }
+                _ = &mut done => return Kept::Stopped,
                 _ = tokio::time::sleep(self.retry) => {}
             }
             match self.try_acquire_or_renew().await {
@@ -127,7 +125,7 @@ impl LeaderElection {
     }
 
     /// Gives the Lease up so another instance can take over at once (as client-go's ReleaseOnCancel).
-    async fn release(&self) {
+    pub async fn release(&self) {
         let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else { return };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
