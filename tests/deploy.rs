@@ -74,6 +74,41 @@ fn the_daemonset_mounts_exactly_what_the_agent_writes() {
 }
 
 #[test]
+fn the_containerd_daemonset_mounts_exactly_the_certs_d_tree() {
+    let all = docs("deploy/daemonset-containerd.yaml");
+    let ds = find(&all, "DaemonSet")[0];
+    let pod = &ds["spec"]["template"]["spec"];
+    let mut host_paths: Vec<&str> =
+        pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
+    host_paths.sort();
+    assert_eq!(host_paths, ["/etc/containerd/certs.d", "/var/lib/mirrorconf"]);
+    assert!(pod["hostPID"].is_null(), "no CRI-O to signal");
+    let c = &pod["containers"][0];
+    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--target", "containerd"]) && !args.contains(&"--reload-crio"), "{args:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorconf")).args(&args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Each mount holds what `render --target containerd` writes under --root /host.
+    let dir = tempfile::tempdir().unwrap();
+    let m = repo("examples/manifests");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
+        .args(["render", "--manifests", m.to_str().unwrap(), "--root", dir.path().to_str().unwrap(), "--target", "containerd"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mounts: Vec<&str> =
+        c["volumeMounts"].as_sequence().unwrap().iter().map(|v| v["mountPath"].as_str().unwrap()).collect();
+    for entry in std::fs::read_dir(dir.path().join("etc")).unwrap() {
+        let top = format!("/host/etc/{}", entry.unwrap().file_name().to_string_lossy());
+        assert!(mounts.iter().any(|m| m.starts_with(&top)), "{top} is written but not mounted");
+    }
+    for m in &mounts {
+        let rel = m.trim_start_matches("/host/");
+        assert!(dir.path().join(rel).exists(), "{m} is mounted but nothing is written there");
+    }
+}
+
+#[test]
 fn rbac_is_least_privilege() {
     let all = docs("deploy/rbac.yaml");
     check_rules(&all);
