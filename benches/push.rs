@@ -4,7 +4,6 @@
 //!
 //! cargo bench --bench push
 
-#[allow(dead_code)] // the bench uses only the sshd helpers
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::sshd::{client_key, common_free_port, Sshd};
+use common::sshd::OneHost;
 use common::{mirrorconf, tree};
 use std::collections::BTreeMap;
 use std::fs;
@@ -187,15 +187,7 @@ fn a_full_disk_leaves_the_old_files_and_says_which_write_failed() {
 #[test]
 fn push_killed_anywhere_leaves_every_remote_file_old_or_new() {
     let dir = tempfile::tempdir().unwrap();
-    let key = client_key(dir.path());
-    let port = common_free_port(&["127.0.0.2"]);
-    let host = Sshd::start("127.0.0.2", port, &dir.path().join("host"), &key);
-    fs::write(dir.path().join("known_hosts"), host.known_hosts_line()).unwrap();
-    fs::write(
-        dir.path().join("inv.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances}\ndata:\n  127.0.0.2: username=root\n",
-    )
-    .unwrap();
+    let host = OneHost::start(dir.path());
     let old_m = write(dir.path(), "old.yaml", &policy(150, "old-mirror.local"));
     let new_m = write(dir.path(), "new.yaml", &policy(150, "new-mirror.local"));
     let expected = |m: &Path| {
@@ -215,26 +207,11 @@ fn push_killed_anywhere_leaves_every_remote_file_old_or_new() {
     };
     let (old, new) = (expected(&old_m), expected(&new_m));
     let push = |m: &Path| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirrorconf"));
-        cmd.args([
-            "push",
-            "--manifests",
-            m.to_str().unwrap(),
-            "--inventory",
-            dir.path().join("inv.yaml").to_str().unwrap(),
-        ])
-        .args([
-            "--identity",
-            key.private.to_str().unwrap(),
-            "--known-hosts",
-            dir.path().join("known_hosts").to_str().unwrap(),
-        ])
-        .args(["--ssh-port", &port.to_string(), "--remote-root", "registries", "--retries", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        let mut cmd = host.push(m);
+        cmd.args(["--retries", "0"]).stdout(Stdio::null()).stderr(Stdio::null());
         cmd
     };
-    let remote = host.folder.join("registries");
+    let remote = host.remote();
     let files = || -> BTreeMap<String, Vec<u8>> {
         snapshot(&remote).into_iter().filter(|(p, _)| p != ".mirrorconf-state.json" && !is_temp(p)).collect()
     };

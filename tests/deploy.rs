@@ -92,7 +92,15 @@ fn the_containerd_daemonset_mounts_exactly_the_certs_d_tree() {
     let dir = tempfile::tempdir().unwrap();
     let m = repo("examples/manifests");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-        .args(["render", "--manifests", m.to_str().unwrap(), "--root", dir.path().to_str().unwrap(), "--target", "containerd"])
+        .args([
+            "render",
+            "--manifests",
+            m.to_str().unwrap(),
+            "--root",
+            dir.path().to_str().unwrap(),
+            "--target",
+            "containerd",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -168,7 +176,7 @@ fn the_windows_pusher_is_one_replica_with_least_privilege() {
 /// No wildcard anywhere; the only writes are Events, the node annotation and the pusher's Lease;
 /// secrets only by name.
 fn check_rules(all: &[Value]) {
-    for role in find(&all, "ClusterRole").into_iter().chain(find(&all, "Role")) {
+    for role in find(all, "ClusterRole").into_iter().chain(find(all, "Role")) {
         for rule in role["rules"].as_sequence().unwrap() {
             for field in ["verbs", "resources", "apiGroups"] {
                 let values: Vec<&str> =

@@ -26,10 +26,12 @@ fn mirror(i: usize) -> String {
     format!("{}{}", MIRROR_HOSTS[i % 3], MIRROR_PATHS[i / 3 % 3])
 }
 
+/// (kind 0=IDMS 1=ITMS 2=ICSP, entries of (source index, mirror indexes))
+type Object = (u8, Vec<(usize, Vec<usize>)>);
+
 #[derive(Debug, Clone)]
 struct Case {
-    /// (kind 0=IDMS 1=ITMS 2=ICSP, entries of (source index, mirror indexes))
-    objects: Vec<(u8, Vec<(usize, Vec<usize>)>)>,
+    objects: Vec<Object>,
     /// Sources under NeverContactSource (by index).
     never: Vec<bool>,
     insecure: Vec<usize>,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::sshd::{client_key, common_free_port, Sshd};
+use common::sshd::OneHost;
 use common::{mirrorconf, tree};
 use std::collections::BTreeMap;
 use std::fs;
@@ -99,42 +99,17 @@ fn hosts_toml_with_credentials_is_private_locally_and_on_windows_hosts() {
     }
 
     // Over SFTP too: the remote file is created 0600.
-    let key = client_key(dir.path());
-    let port = common_free_port(&["127.0.0.2"]);
-    let host = Sshd::start("127.0.0.2", port, &dir.path().join("host"), &key);
-    fs::write(dir.path().join("known_hosts"), host.known_hosts_line()).unwrap();
+    let host = OneHost::start(dir.path());
     // A world-readable temp file left by an earlier push that was cut short must not lend its mode.
-    let stale = host.folder.join("registries/quay.io/.hosts.toml.mirrorconf-tmp");
+    let stale = host.remote().join("quay.io/.hosts.toml.mirrorconf-tmp");
     fs::create_dir_all(stale.parent().unwrap()).unwrap();
     fs::write(&stale, "stale").unwrap();
     fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
-    fs::write(
-        dir.path().join("inv.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances}\ndata:\n  127.0.0.2: username=root\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-        .args([
-            "push",
-            "--manifests",
-            m.to_str().unwrap(),
-            "--inventory",
-            dir.path().join("inv.yaml").to_str().unwrap(),
-        ])
-        .args([
-            "--identity",
-            key.private.to_str().unwrap(),
-            "--known-hosts",
-            dir.path().join("known_hosts").to_str().unwrap(),
-        ])
-        .args(["--ssh-port", &port.to_string(), "--remote-root", "registries"])
-        .env("RUST_LOG", "trace")
-        .output()
-        .unwrap();
+    let out = host.push(&m).env("RUST_LOG", "trace").output().unwrap();
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{all}");
     assert!(!all.contains(AUTH) && !all.contains(PASSWORD), "push printed the credentials");
-    let remote = host.folder.join("registries/quay.io/hosts.toml");
+    let remote = host.remote().join("quay.io/hosts.toml");
     assert_eq!(fs::metadata(&remote).unwrap().permissions().mode() & 0o777, 0o600);
 }
 

@@ -35,6 +35,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; boxing would only add noise
 pub enum Command {
     /// Render the node files for the given manifests under a root folder, as if it were `/`.
     Render(RenderArgs),

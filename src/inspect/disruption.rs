@@ -43,7 +43,11 @@ struct Registry {
     rest: String,
 }
 
-fn parse(text: &str) -> Result<(BTreeMap<String, Registry>, Vec<String>, String), String> {
+/// A registries.conf as the classes compare it: registries by scope, the search list, and every other
+/// top-level setting as text.
+type Parsed = (BTreeMap<String, Registry>, Vec<String>, String);
+
+fn parse(text: &str) -> Result<Parsed, String> {
     let doc: DocumentMut = text.parse().map_err(|e| format!("does not parse: {e}"))?;
     let s = |t: &Table, k: &str| t.get(k).and_then(Item::as_str).unwrap_or_default().to_string();
     let b = |t: &Table, k: &str| t.get(k).and_then(Item::as_bool).unwrap_or(false);

@@ -77,9 +77,9 @@ where
     reader
 }
 
-fn cloned<K: Clone>(store: &Store<K>) -> Vec<K>
+fn cloned<K>(store: &Store<K>) -> Vec<K>
 where
-    K: Resource + 'static,
+    K: Resource + Clone + 'static,
     K::DynamicType: Eq + Hash + Clone,
 {
     store.state().iter().map(|o| (**o).clone()).collect()

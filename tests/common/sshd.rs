@@ -144,3 +144,41 @@ pub fn common_free_port(ips: &[&str]) -> u16 {
     }
     panic!("no port free on all of {ips:?}");
 }
+
+/// One sshd on 127.0.0.2 with a pinned known_hosts file and a one-entry inventory, for tests that
+/// push to a single Windows host.
+pub struct OneHost {
+    pub sshd: Sshd,
+    pub key: ClientKey,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl OneHost {
+    pub fn start(dir: &Path) -> OneHost {
+        let key = client_key(dir);
+        let port = common_free_port(&["127.0.0.2"]);
+        let sshd = Sshd::start("127.0.0.2", port, &dir.join("host"), &key);
+        fs::write(dir.join("known_hosts"), sshd.known_hosts_line()).unwrap();
+        fs::write(
+            dir.join("inv.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances}\ndata:\n  127.0.0.2: username=root\n",
+        )
+        .unwrap();
+        OneHost { sshd, key, dir: dir.to_path_buf(), port }
+    }
+
+    /// `mirrorconf push` of `manifests` to this host, into `<sftp folder>/registries`.
+    pub fn push(&self, manifests: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirrorconf"));
+        cmd.arg("push").arg("--manifests").arg(manifests).arg("--inventory").arg(self.dir.join("inv.yaml"));
+        cmd.arg("--identity").arg(&self.key.private).arg("--known-hosts").arg(self.dir.join("known_hosts"));
+        cmd.args(["--ssh-port", &self.port.to_string(), "--remote-root", "registries"]);
+        cmd
+    }
+
+    /// Where the pushed tree lands.
+    pub fn remote(&self) -> PathBuf {
+        self.sshd.folder.join("registries")
+    }
+}
