@@ -97,6 +97,21 @@ impl FileSet {
         self.files.is_empty()
     }
 
+    /// The files under the folder `dir`, with paths relative to it (a tree that is copied somewhere
+    /// else as a whole, like the Windows registries folder).
+    pub fn subtree(&self, dir: &str) -> FileSet {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        // A non-empty suffix of a checked path, cut at a '/', is a checked path.
+        let files = self
+            .files
+            .iter()
+            .filter_map(|(p, f)| {
+                p.strip_prefix(&prefix).filter(|rel| !rel.is_empty()).map(|rel| (rel.to_string(), f.clone()))
+            })
+            .collect();
+        FileSet { files }
+    }
+
     /// Adds every file of `other`; a path in both takes `other`'s file.
     pub fn extend(&mut self, other: FileSet) {
         self.files.extend(other.files);
@@ -106,6 +121,17 @@ impl FileSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subtree_is_relative_to_its_folder() {
+        let mut s = FileSet::new();
+        s.insert("k/reg/a/hosts.toml", "a", MODE_PUBLIC).unwrap();
+        s.insert("k/regx/b", "b", MODE_PUBLIC).unwrap();
+        s.insert("etc/c", "c", MODE_PRIVATE).unwrap();
+        let t = s.subtree("k/reg");
+        assert_eq!(t.iter().map(|(p, _)| p).collect::<Vec<_>>(), vec!["a/hosts.toml"]);
+        assert_eq!(s.subtree("etc/").get("c").unwrap().mode, MODE_PRIVATE);
+    }
 
     #[test]
     fn paths_cannot_escape_the_root() {

@@ -32,14 +32,7 @@ pub(super) fn resolve(args: &ResolveArgs) -> Result<ExitCode, Error> {
         }
         Target::Windows | Target::Containerd => {
             let layout = if args.target == Target::Windows { Layout::Windows } else { Layout::Linux };
-            let prefix = format!("{}/", layout.root());
-            let mut tree = crate::fileset::FileSet::new();
-            for (p, f) in files.iter() {
-                if let Some(rel) = p.strip_prefix(&prefix) {
-                    tree.insert(rel, f.contents.clone(), f.mode).expect("a suffix of a checked path");
-                }
-            }
-            containerd::resolve(&reference, &tree, layout)
+            containerd::resolve(&reference, &files.subtree(layout.root()), layout)
         }
     }
     .map_err(Error::Usage)?;

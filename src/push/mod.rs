@@ -77,14 +77,7 @@ impl HostOutcome {
 
 /// The Windows tree of a rendered file set, with paths relative to the remote root.
 pub fn windows_tree(rendered: &FileSet) -> FileSet {
-    let prefix = format!("{WINDOWS_ROOT}/");
-    let mut out = FileSet::new();
-    for (path, file) in rendered.iter() {
-        if let Some(rel) = path.strip_prefix(&prefix) {
-            out.insert(rel, file.contents.clone(), file.mode).expect("a suffix of a checked path is a checked path");
-        }
-    }
-    out
+    rendered.subtree(WINDOWS_ROOT)
 }
 
 /// Pushes `wanted` to every host; `on_done` is called as each host finishes (from worker threads).
