@@ -5,16 +5,13 @@
 //! lists exactly the wanted files with the wanted hashes is current and nothing is written.
 
 use crate::fileset::FileSet;
-use crate::sink::{sha256_hex, Manifest};
+use crate::sink::{sha256_hex, Manifest, PENDING};
 use std::collections::BTreeSet;
 
 /// The state file, relative to the remote root. containerd only reads `<root>/<host>/hosts.toml`,
 /// so a file at the top of the root is never mistaken for registry configuration.
 pub const STATE_FILE: &str = ".mirrorconf-state.json";
 
-/// Hash recorded for a file that is about to be written: ownership is claimed before the write, so
-/// a push killed half way still knows the file is mirrorconf's.
-pub const PENDING: &str = "pending";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

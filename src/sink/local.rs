@@ -5,10 +5,7 @@
 //! are not rewritten (mtime stays). Files and folders are removed only when the owned-files manifest
 //! lists them.
 
-use super::manifest::{sha256_hex, Manifest, MANIFEST_PATH};
-
-/// Recorded for a file about to be written: it is mirrorconf's even if the write never finishes.
-const PENDING: &str = "pending";
+use super::manifest::{sha256_hex, Manifest, MANIFEST_PATH, PENDING};
 use super::ApplyReport;
 use crate::fileset::FileSet;
 use std::fs;

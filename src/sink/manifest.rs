@@ -8,6 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Relative to the root the sink writes.
 pub const MANIFEST_PATH: &str = "var/lib/mirrorconf/owned.json";
 
+/// Recorded instead of a hash for a file about to be written: ownership is claimed before the
+/// write, so a run cut short still knows the file is mirrorconf's, and never takes it as current.
+pub const PENDING: &str = "pending";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub version: u32,

@@ -7,7 +7,7 @@ mod manifest;
 #[cfg(feature = "cli")]
 pub mod ssh;
 
-pub use manifest::{sha256_hex, Manifest, MANIFEST_PATH};
+pub use manifest::{sha256_hex, Manifest, MANIFEST_PATH, PENDING};
 
 /// What one apply did, as relative paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
