@@ -30,6 +30,17 @@ pub struct Base {
     pub adopt: bool,
 }
 
+/// Reads the file `--base` names.
+pub fn read_base(path: &Path) -> Result<Base, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Base { text, origin: path.to_path_buf(), adopt: false }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(Error::Usage(format!("--base {}: no such file", path.display())))
+        }
+        Err(source) => Err(Error::Read { path: path.to_path_buf(), source }),
+    }
+}
+
 /// Chooses the base: `--base` when given; else the copy adopted earlier; else the node's current
 /// registries.conf if mirrorconf did not write it (adopted now); else an empty file.
 pub fn resolve_base(root: &Path, explicit: Option<&Path>, sink: &LocalSink) -> Result<Base, Error> {
@@ -41,8 +52,7 @@ pub fn resolve_base(root: &Path, explicit: Option<&Path>, sink: &LocalSink) -> R
         }
     };
     if let Some(path) = explicit {
-        let text = read(path)?.ok_or_else(|| Error::Usage(format!("--base {}: no such file", path.display())))?;
-        return Ok(Base { text, origin: path.to_path_buf(), adopt: false });
+        return read_base(path);
     }
     let adopted = root.join(ADOPTED_BASE_PATH);
     if let Some(text) = read(&adopted)? {
@@ -73,10 +83,7 @@ pub fn render_to_root<P: AsRef<Path>>(
 /// Validates `inputs`, renders the node files and applies them under `root` (the agent calls this
 /// with whatever its source currently holds).
 pub fn apply_inputs(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: &[Target]) -> Result<Rendered, Error> {
-    let policy = Policy::from_inputs(inputs)?;
-    let sink = LocalSink::new(root);
-    let base = if targets.contains(&Target::Linux) { Some(resolve_base(root, base, &sink)?) } else { None };
-    let files = render_files(inputs, &policy, base.as_ref(), targets)?;
+    let Prepared { policy, sink, base, files } = prepare(inputs, root, base, targets)?;
     if let Some(base) = base.as_ref().filter(|b| b.adopt) {
         let path = root.join(ADOPTED_BASE_PATH);
         std::fs::create_dir_all(path.parent().expect("has a parent"))
@@ -85,6 +92,24 @@ pub fn apply_inputs(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: 
     }
     let report = sink.apply(&files)?;
     Ok(Rendered { policy, report, files })
+}
+
+/// Everything `render` has worked out for a root before it touches it.
+struct Prepared {
+    policy: Policy,
+    sink: LocalSink,
+    /// The base registries.conf, when the Linux target is rendered.
+    base: Option<Base>,
+    files: FileSet,
+}
+
+/// Validates `inputs`, chooses the base and renders the files for `root`, writing nothing.
+fn prepare(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: &[Target]) -> Result<Prepared, Error> {
+    let policy = Policy::from_inputs(inputs)?;
+    let sink = LocalSink::new(root);
+    let base = if targets.contains(&Target::Linux) { Some(resolve_base(root, base, &sink)?) } else { None };
+    let files = render_files(inputs, &policy, base.as_ref(), targets)?;
+    Ok(Prepared { policy, sink, base, files })
 }
 
 /// What a render did, and the policy it applied.
@@ -121,10 +146,7 @@ pub fn preview<P: AsRef<Path>>(
     targets: &[Target],
 ) -> Result<crate::inspect::diff::Report, Error> {
     let inputs = load_paths(manifests).map_err(Error::Load)?;
-    let policy = Policy::from_inputs(&inputs)?;
-    let sink = LocalSink::new(root);
-    let base = if targets.contains(&Target::Linux) { Some(resolve_base(root, base, &sink)?) } else { None };
-    let files = render_files(&inputs, &policy, base.as_ref(), targets)?;
+    let Prepared { sink, files, .. } = prepare(&inputs, root, base, targets)?;
     let (changes, kept) = sink.preview(&files)?;
     crate::inspect::diff::report(&changes, kept).map_err(Error::Usage)
 }

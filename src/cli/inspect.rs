@@ -9,14 +9,7 @@ use std::process::ExitCode;
 pub(super) fn resolve(args: &ResolveArgs) -> Result<ExitCode, Error> {
     let reference = ImageRef::parse(&args.reference).map_err(|e| Error::Usage(e.to_string()))?;
     let (inputs, policy) = node::load_policy(&args.manifests)?;
-    let base = match &args.base {
-        Some(path) => Some(node::Base {
-            text: std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.clone(), source })?,
-            origin: path.clone(),
-            adopt: false,
-        }),
-        None => None,
-    };
+    let base = args.base.as_deref().map(node::read_base).transpose()?;
     let files = node::render_files(&inputs, &policy, base.as_ref(), &[args.target])?;
     let resolution = match args.target {
         Target::Linux => {

@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 /// so a file at the top of the root is never mistaken for registry configuration.
 pub const STATE_FILE: &str = ".mirrorconf-state.json";
 
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// Paths (relative to the remote root) whose bytes differ from what the state says was written.
