@@ -65,7 +65,7 @@ pub fn files_hash(files: &FileSet) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(crate) fn objects_of(e: &Error) -> Vec<String> {
+fn objects_of(e: &Error) -> Vec<String> {
     match e {
         Error::Invalid(v) => {
             let mut objects: Vec<String> = v.0.iter().map(|e| e.object.clone()).collect();
@@ -76,7 +76,7 @@ pub(crate) fn objects_of(e: &Error) -> Vec<String> {
     }
 }
 
-pub(crate) fn unix_now() -> f64 {
+fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
@@ -97,8 +97,7 @@ pub async fn render_once(settings: &Settings, snapshot: &Snapshot, metrics: &Met
             metrics.files_written.inc_by(report.written.len() as u64);
             metrics.files_removed.inc_by(report.removed.len() as u64);
             metrics.input_valid.set(1);
-            metrics.last_success.set(unix_now());
-            metrics.set_ready();
+            succeeded(metrics);
             for p in &report.kept_foreign {
                 tracing::warn!(path = %p, "kept a file mirrorconf did not write");
             }
@@ -119,19 +118,29 @@ pub async fn render_once(settings: &Settings, snapshot: &Snapshot, metrics: &Met
             tracing::info!(written = report.written.len(), removed = report.removed.len(), "rendered");
             Outcome::Applied { policy_hash: files_hash(&rendered.files), changed }
         }
-        Err(e) => {
-            metrics.render_errors.inc();
-            if e.is_invalid_input() {
-                metrics.input_valid.set(0);
-            }
-            let errors: Vec<String> = e.to_string().lines().map(String::from).collect();
-            for line in &errors {
-                tracing::error!("{line}");
-            }
-            tracing::error!("input refused; the last good files stay in place");
-            Outcome::Refused { objects: objects_of(&e), errors }
-        }
+        Err(e) => refused(&e, metrics),
     }
+}
+
+/// Records a render that was refused or failed: the metrics, one log line per problem, and the
+/// outcome to report (Events on the objects at fault). Whatever was applied before stays.
+pub(crate) fn refused(e: &Error, metrics: &Metrics) -> Outcome {
+    metrics.render_errors.inc();
+    if e.is_invalid_input() {
+        metrics.input_valid.set(0);
+    }
+    let errors: Vec<String> = e.to_string().lines().map(String::from).collect();
+    for line in &errors {
+        tracing::error!("{line}");
+    }
+    tracing::error!("input refused; the last good files stay in place");
+    Outcome::Refused { objects: objects_of(e), errors }
+}
+
+/// Records that the current input is fully applied.
+pub(crate) fn succeeded(metrics: &Metrics) {
+    metrics.last_success.set(unix_now());
+    metrics.set_ready();
 }
 
 /// Runs until `shutdown` completes or every trigger sender is gone: renders once at start, then once

@@ -73,15 +73,9 @@ impl Pusher {
         let tree = match rendered {
             Ok(tree) => tree,
             Err(e) => {
-                self.metrics.render_errors.inc();
-                self.metrics.input_valid.set(i64::from(!e.is_invalid_input()));
-                let errors: Vec<String> = e.to_string().lines().map(String::from).collect();
-                for line in &errors {
-                    tracing::error!("{line}");
-                }
-                tracing::error!("input refused; Windows hosts keep their last good files");
+                let outcome = super::refused(&e, &self.metrics);
                 if let Some(tx) = &self.outcomes {
-                    let _ = tx.send(Outcome::Refused { objects: super::objects_of(&e), errors });
+                    let _ = tx.send(outcome);
                 }
                 return last_good;
             }
@@ -115,8 +109,7 @@ impl Pusher {
         self.metrics.windows_hosts_failed.set(failed as i64);
         tracing::info!(hosts = outcomes.len(), failed, "Windows push round done");
         if failed == 0 {
-            self.metrics.set_ready();
-            self.metrics.last_success.set(super::unix_now());
+            super::succeeded(&self.metrics);
             if let Some(tx) = &self.outcomes {
                 let _ = tx.send(Outcome::Applied { policy_hash: key.0.clone(), changed: written > 0 });
             }
