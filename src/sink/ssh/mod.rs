@@ -8,11 +8,10 @@
 //! last. containerd never sees an empty registry folder or half a file.
 
 use crate::fileset::FileSet;
-use crate::fileset::MODE_PRIVATE;
 use crate::push::plan::{self, Plan, STATE_FILE};
 use crate::sink::Manifest;
 use libssh2_sys as raw;
-use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, Session, Sftp};
+use ssh2::{ErrorCode, OpenFlags, OpenType, Session, Sftp};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -261,17 +260,15 @@ impl<'s> Remote<'s> {
     fn write_file(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), SshError> {
         let target = self.path(rel);
         let tmp = temp_path(&target);
-        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        let mut f = self
-            .sftp
-            .open_mode(Path::new(&tmp), flags, mode as i32, OpenType::File)
-            .map_err(Self::err("create", &tmp))?;
-        if mode == MODE_PRIVATE {
-            // The create mode only applies to a new file; a temp file left by a push cut short
-            // keeps its old mode, so a credential file says its mode explicitly.
-            let perm = FileStat { size: None, uid: None, gid: None, perm: Some(mode), atime: None, mtime: None };
-            f.setstat(perm).map_err(Self::err("chmod", &tmp))?;
-        }
+        // Always a new file, so it gets exactly `mode` (an open of an existing file keeps that
+        // file's mode). A temp file left by a push cut short is removed first.
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE;
+        let create = || self.sftp.open_mode(Path::new(&tmp), flags, mode as i32, OpenType::File);
+        let mut f = match create() {
+            Ok(f) => f,
+            Err(_) if self.sftp.unlink(Path::new(&tmp)).is_ok() => create().map_err(Self::err("create", &tmp))?,
+            Err(e) => return Err(Self::err("create", &tmp)(e)),
+        };
         f.write_all(contents).map_err(|source| SshError::Io { op: "write", path: tmp.clone(), source })?;
         match f.fsync() {
             Ok(()) => {}
