@@ -6,7 +6,7 @@
 mod common;
 
 use common::sshd::OneHost;
-use common::{mirrorconf, tree};
+use common::{contents, mirrorconf};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,14 +31,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// Every regular file under `root` except mirrorconf's own state, with its bytes.
 fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    tree(root)
-        .into_iter()
-        .filter(|p| !p.starts_with("var/lib/mirrorconf/"))
-        .map(|p| {
-            let b = fs::read(root.join(&p)).unwrap();
-            (p, b)
-        })
-        .collect()
+    contents(root).into_iter().filter(|(p, _)| !p.starts_with("var/lib/mirrorconf/")).collect()
 }
 
 fn is_temp(path: &str) -> bool {

@@ -22,6 +22,24 @@ fn find<'a>(all: &'a [Value], kind: &str) -> Vec<&'a Value> {
     all.iter().filter(|d| d["kind"].as_str() == Some(kind)).collect()
 }
 
+/// The host folders a pod mounts, sorted.
+fn host_paths(pod: &Value) -> Vec<&str> {
+    let mut paths: Vec<&str> =
+        pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
+    paths.sort();
+    paths
+}
+
+fn args_of(container: &Value) -> Vec<&str> {
+    container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect()
+}
+
+/// The container's arguments parse (an unknown or conflicting flag would stop the pod at once).
+fn assert_args_parse(args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorconf")).args(args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn crds_match_the_types() {
     let generated: Vec<String> =
@@ -54,17 +72,16 @@ fn the_daemonset_mounts_exactly_what_the_agent_writes() {
     let all = docs("deploy/daemonset.yaml");
     let ds = find(&all, "DaemonSet")[0];
     let pod = &ds["spec"]["template"]["spec"];
-    let mut host_paths: Vec<&str> =
-        pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
-    host_paths.sort();
+    let host_paths = host_paths(pod);
     assert_eq!(host_paths, ["/etc/containers", "/etc/docker/certs.d", "/var/lib/mirrorconf"]);
     let c = &pod["containers"][0];
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], Value::Bool(true));
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], Value::Bool(false));
     assert_eq!(pod["tolerations"][0]["operator"], "Exists", "runs on every node whatever its taints");
     assert!(c["resources"]["requests"]["memory"].as_str().is_some());
-    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args = args_of(c);
     assert!(args.starts_with(&["run", "--kube"]), "{args:?}");
+    assert_args_parse(&args);
     for mount in c["volumeMounts"].as_sequence().unwrap() {
         assert!(mount["mountPath"].as_str().unwrap().starts_with("/host/"), "mounted under --root /host");
     }
@@ -78,16 +95,13 @@ fn the_containerd_daemonset_mounts_exactly_the_certs_d_tree() {
     let all = docs("deploy/daemonset-containerd.yaml");
     let ds = find(&all, "DaemonSet")[0];
     let pod = &ds["spec"]["template"]["spec"];
-    let mut host_paths: Vec<&str> =
-        pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
-    host_paths.sort();
+    let host_paths = host_paths(pod);
     assert_eq!(host_paths, ["/etc/containerd/certs.d", "/var/lib/mirrorconf"]);
     assert!(pod["hostPID"].is_null(), "no CRI-O to signal");
     let c = &pod["containers"][0];
-    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args = args_of(c);
     assert!(args.windows(2).any(|w| w == ["--target", "containerd"]) && !args.contains(&"--reload-crio"), "{args:?}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorconf")).args(&args).arg("--help").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_args_parse(&args);
     // Each mount holds what `render --target containerd` writes under --root /host.
     let dir = tempfile::tempdir().unwrap();
     let m = repo("examples/manifests");
@@ -149,11 +163,9 @@ fn the_windows_pusher_is_one_replica_with_least_privilege() {
         "the pusher touches no node files"
     );
     let c = &pod["containers"][0];
-    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args = args_of(c);
     assert!(args.starts_with(&["run", "--kube", "--windows-push"]), "{args:?}");
-    // The arguments parse (an unknown flag would stop the pod at once).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorconf")).args(&args).arg("--help").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_args_parse(&args);
     let ns_roles: Vec<&Value> = find(&all, "Role");
     let inventory =
         ns_roles.iter().find(|r| r["metadata"]["namespace"] == "openshift-windows-machine-config-operator").unwrap();

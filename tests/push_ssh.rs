@@ -6,12 +6,12 @@
 mod common;
 
 use common::sshd::{client_key, common_free_port, ClientKey, Sshd};
-use common::{render_text, tree};
+use common::{contents, mtimes, render_text, tree};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// IDMS entries for `registries` (one source registry each), so the tree has one folder per name.
 fn policy(registries: &[&str], mirror: &str) -> String {
@@ -103,18 +103,7 @@ fn expected_tree(manifests: &str) -> BTreeMap<String, Vec<u8>> {
 
 /// Every file under `dir` with its bytes, leaving out mirrorconf's state file.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    tree(dir)
-        .into_iter()
-        .filter(|p| p != ".mirrorconf-state.json")
-        .map(|p| {
-            let bytes = fs::read(dir.join(&p)).unwrap();
-            (p, bytes)
-        })
-        .collect()
-}
-
-fn mtimes(dir: &Path) -> BTreeMap<String, SystemTime> {
-    tree(dir).into_iter().map(|p| (p.clone(), fs::metadata(dir.join(&p)).unwrap().modified().unwrap())).collect()
+    contents(dir).into_iter().filter(|(p, _)| p != ".mirrorconf-state.json").collect()
 }
 
 fn line_for<'a>(out: &'a str, ip: &str) -> &'a str {

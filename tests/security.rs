@@ -4,8 +4,7 @@
 mod common;
 
 use common::sshd::OneHost;
-use common::{mirrorconf, tree};
-use std::collections::BTreeMap;
+use common::{contents, mirrorconf, tree};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -36,10 +35,6 @@ fn all_targets(m: &Path, root: &Path, env: &[(&str, &str)]) -> std::process::Out
         .unwrap()
 }
 
-fn everything_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    tree(dir).into_iter().map(|p| (p.clone(), fs::read(dir.join(&p)).unwrap())).collect()
-}
-
 #[test]
 fn no_registry_host_configmap_key_or_object_name_escapes_the_root() {
     let outer = tempfile::tempdir().unwrap();
@@ -56,10 +51,10 @@ fn no_registry_host_configmap_key_or_object_name_escapes_the_root() {
     for (i, text) in attempts.iter().enumerate() {
         let m = outer.path().join(format!("attempt-{i}.yaml"));
         fs::write(&m, text).unwrap();
-        let before = everything_under(outer.path());
+        let before = contents(outer.path());
         let out = all_targets(&m, &root, &[]);
         assert_eq!(out.status.code(), Some(2), "attempt {i} was not refused: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(everything_under(outer.path()), before, "attempt {i} wrote something");
+        assert_eq!(contents(outer.path()), before, "attempt {i} wrote something");
     }
     // An object name with slashes is only a name: everything lands under the root's known folders.
     let m = outer.path().join("names.yaml");

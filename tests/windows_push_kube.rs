@@ -9,7 +9,7 @@ mod common;
 
 use apiserver::FakeApi;
 use common::sshd::{client_key, common_free_port, ClientKey, Sshd};
-use common::{tree, wait_until};
+use common::{mtimes, wait_until};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -128,12 +128,7 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
     wait_until(30, "the new inventory host", || on(&hosts[2], "mirror-two.local"));
 
     // An invalid policy: an Event, and the hosts keep their last good files.
-    let mtimes: Vec<_> = (0..3)
-        .map(|i| {
-            let d = hosts[i].folder.join("registries");
-            tree(&d).into_iter().map(|p| fs::metadata(d.join(&p)).unwrap().modified().unwrap()).collect::<Vec<_>>()
-        })
-        .collect();
+    let before: Vec<_> = hosts.iter().map(|h| mtimes(&h.folder.join("registries"))).collect();
     let mut bad = idms("mirror-three.local");
     bad["spec"]["imageDigestMirrors"][0]["mirrors"] = json!(["Not A Mirror!"]);
     api.apply(bad);
@@ -142,9 +137,8 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
     });
     for (i, h) in hosts.iter().enumerate() {
         assert!(on(h, "mirror-two.local"), "host {} lost its last good file", h.ip);
-        let d = h.folder.join("registries");
-        let now: Vec<_> = tree(&d).into_iter().map(|p| fs::metadata(d.join(&p)).unwrap().modified().unwrap()).collect();
-        assert_eq!(now, mtimes[i], "host {} was written to while the input was invalid", h.ip);
+        let now = mtimes(&h.folder.join("registries"));
+        assert_eq!(now, before[i], "host {} was written to while the input was invalid", h.ip);
     }
 
     // SIGTERM releases the Lease; the waiting replica takes over and pushes the next change.

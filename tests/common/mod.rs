@@ -302,6 +302,16 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Every file under `dir` (relative path, sorted) with its bytes.
+pub fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(dir).into_iter().map(|p| (p.clone(), fs::read(dir.join(&p)).unwrap())).collect()
+}
+
+/// Every file under `dir` with its modification time: equal before and after means nothing was written.
+pub fn mtimes(dir: &Path) -> BTreeMap<String, std::time::SystemTime> {
+    tree(dir).into_iter().map(|p| (p.clone(), fs::metadata(dir.join(&p)).unwrap().modified().unwrap())).collect()
+}
+
 /// A CA and a server certificate for the given loopback IPs, made with the openssl command.
 pub struct TlsFiles {
     pub ca_cert: PathBuf,
