@@ -7,7 +7,7 @@
 
 use super::manifest::{sha256_hex, Manifest, MANIFEST_PATH, PENDING};
 use super::ApplyReport;
-use crate::fileset::FileSet;
+use crate::fileset::{File, FileSet};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -23,6 +23,16 @@ pub struct SinkError {
 
 fn err(path: &Path) -> impl FnOnce(io::Error) -> SinkError + '_ {
     move |source| SinkError { path: path.to_path_buf(), source }
+}
+
+/// What `apply` does with one wanted file.
+enum Action {
+    /// The bytes are already there (only the mode may be fixed).
+    Unchanged,
+    /// Someone else's file with other bytes: left as it is.
+    Foreign,
+    /// Written; `old` is what is there now, if anything.
+    Write { old: Option<Vec<u8>> },
 }
 
 pub struct LocalSink {
@@ -49,30 +59,49 @@ impl LocalSink {
         }
     }
 
+    /// The file at `rel`, `None` when there is none.
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let path = self.root.join(rel);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SinkError { path, source }),
+        }
+    }
+
+    /// What happens to each wanted file: the one place that decides, for `apply` and `preview` alike.
+    fn decide<'f>(&self, files: &'f FileSet, owned: &Manifest) -> Result<Vec<(&'f str, &'f File, Action)>, SinkError> {
+        files
+            .iter()
+            .map(|(rel, file)| {
+                let action = match self.read(rel)? {
+                    Some(current) if current == file.contents => Action::Unchanged,
+                    Some(_) if !owned.files.contains_key(rel) && !file.takes_over => Action::Foreign,
+                    old => Action::Write { old },
+                };
+                Ok((rel, file, action))
+            })
+            .collect()
+    }
+
     /// What [`LocalSink::apply`] would change, without changing anything: every file whose bytes
     /// would be written or removed, and the files someone else wrote that would be kept.
     pub fn preview(&self, files: &FileSet) -> Result<(Vec<crate::inspect::diff::Change>, Vec<String>), SinkError> {
         use crate::inspect::diff::Change;
         let owned = self.manifest()?;
-        let read = |rel: &str| -> Result<Option<Vec<u8>>, SinkError> {
-            let path = self.root.join(rel);
-            match fs::read(&path) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(SinkError { path, source }),
-            }
-        };
         let mut changes = Vec::new();
         let mut kept = Vec::new();
-        for (rel, file) in files.iter() {
-            match read(rel)? {
-                Some(current) if current == file.contents => {}
-                Some(_) if !owned.files.contains_key(rel) && !file.takes_over => kept.push(rel.to_string()),
-                old => changes.push(Change { path: rel.to_string(), old, new: Some(file.contents.clone()) }),
+        for (rel, file, action) in self.decide(files, &owned)? {
+            match action {
+                Action::Unchanged => {}
+                Action::Foreign => kept.push(rel.to_string()),
+                Action::Write { old } => {
+                    changes.push(Change { path: rel.to_string(), old, new: Some(file.contents.clone()) })
+                }
             }
         }
         for rel in owned.files.keys().filter(|p| files.get(p).is_none()) {
-            if let Some(old) = read(rel)? {
+            if let Some(old) = self.read(rel)? {
                 changes.push(Change { path: rel.clone(), old: Some(old), new: None });
             }
         }
@@ -83,9 +112,10 @@ impl LocalSink {
     /// whatever was written is still known to be mirrorconf's.
     pub fn apply(&self, files: &FileSet) -> Result<ApplyReport, SinkError> {
         let mut owned = self.manifest()?;
+        let decisions = self.decide(files, &owned)?;
         // Claim first: every file and folder this apply will create is recorded before it exists,
         // so a process killed half way never leaves a file of its own it would then call foreign.
-        let claimed = self.claim(files, &owned);
+        let claimed = self.claim(&decisions, &owned);
         if claimed != owned {
             let path = self.root.join(MANIFEST_PATH);
             self.ensure_parent(&path, &mut None)?;
@@ -94,7 +124,7 @@ impl LocalSink {
         }
         let before = owned.clone();
         let mut report = ApplyReport::default();
-        let result = self.apply_inner(files, &mut owned, &mut report);
+        let result = self.apply_inner(files, &decisions, &mut owned, &mut report);
         if owned != before {
             let path = self.root.join(MANIFEST_PATH);
             self.ensure_parent(&path, &mut None)?;
@@ -103,19 +133,12 @@ impl LocalSink {
         result.map(|()| report)
     }
 
-    /// `owned` plus the files `apply` would create (hash [`PENDING`]) and the folders it would make.
-    fn claim(&self, files: &FileSet, owned: &Manifest) -> Manifest {
+    /// `owned` plus the files `apply` will create (hash [`PENDING`]) and the folders it will make.
+    fn claim(&self, decisions: &[(&str, &File, Action)], owned: &Manifest) -> Manifest {
         let mut claimed = owned.clone();
-        for (rel, file) in files.iter() {
-            if owned.files.contains_key(rel) {
+        for (rel, _, action) in decisions {
+            if !matches!(action, Action::Write { .. }) || owned.files.contains_key(*rel) {
                 continue;
-            }
-            let path = self.root.join(rel);
-            match fs::read(&path) {
-                Ok(current) if current == file.contents || !file.takes_over => continue,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(_) => continue, // apply reports it
             }
             claimed.files.insert(rel.to_string(), PENDING.to_string());
             let mut dir = String::new();
@@ -132,33 +155,35 @@ impl LocalSink {
         claimed
     }
 
-    fn apply_inner(&self, files: &FileSet, owned: &mut Manifest, report: &mut ApplyReport) -> Result<(), SinkError> {
-        for (rel, file) in files.iter() {
+    fn apply_inner(
+        &self,
+        files: &FileSet,
+        decisions: &[(&str, &File, Action)],
+        owned: &mut Manifest,
+        report: &mut ApplyReport,
+    ) -> Result<(), SinkError> {
+        for (rel, file, action) in decisions {
             let path = self.root.join(rel);
-            let ours = owned.files.contains_key(rel);
-            match fs::read(&path) {
-                Ok(current) if current != file.contents && !ours && !file.takes_over => {
+            match action {
+                Action::Foreign => {
                     tracing::warn!(path = %path.display(), "not replacing a file mirrorconf did not write");
                     report.kept_foreign.push(rel.to_string());
-                    continue;
                 }
-                Ok(current) if current == file.contents => {
+                Action::Unchanged => {
                     let meta = fs::metadata(&path).map_err(err(&path))?;
                     if meta.permissions().mode() & 0o7777 != file.mode {
                         fs::set_permissions(&path, fs::Permissions::from_mode(file.mode)).map_err(err(&path))?;
                     }
                     report.unchanged.push(rel.to_string());
-                    continue;
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SinkError { path, source: e }),
+                Action::Write { .. } => {
+                    self.ensure_parent(&path, &mut Some(&mut *owned))?;
+                    write_atomic(&path, &file.contents, file.mode).map_err(err(&path))?;
+                    owned.files.insert(rel.to_string(), sha256_hex(&file.contents));
+                    report.written.push(rel.to_string());
+                    tracing::info!(path = %path.display(), "wrote");
+                }
             }
-            self.ensure_parent(&path, &mut Some(&mut *owned))?;
-            write_atomic(&path, &file.contents, file.mode).map_err(err(&path))?;
-            owned.files.insert(rel.to_string(), sha256_hex(&file.contents));
-            report.written.push(rel.to_string());
-            tracing::info!(path = %path.display(), "wrote");
         }
         // Removal comes after every new file is in place.
         let stale: Vec<String> = owned.files.keys().filter(|p| files.get(p).is_none()).cloned().collect();
