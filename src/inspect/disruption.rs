@@ -4,9 +4,9 @@
 //! changing `blocked`, `insecure` or `location`, adding a tag-only mirror, or any other change drains
 //! and reboots the node. mirrorconf applies every one of them with a CRI-O reload.
 
+use super::conf::{self, Mirror, Registry};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use toml_edit::{DocumentMut, Item, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -26,59 +26,14 @@ pub struct Classification {
     pub reasons: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-struct Mirror {
-    location: String,
-    insecure: bool,
-    mode: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Registry {
-    location: String,
-    blocked: bool,
-    insecure: bool,
-    mirrors: Vec<Mirror>,
-    /// Every other key, as text, so that any other change is seen.
-    rest: String,
-}
-
-/// A registries.conf as the classes compare it: registries by scope, the search list, and every other
-/// top-level setting as text.
+/// A registries.conf as the classes compare it: registries by scope, the search list, and every
+/// other top-level setting as text.
 type Parsed = (BTreeMap<String, Registry>, Vec<String>, String);
 
 fn parse(text: &str) -> Result<Parsed, String> {
-    let doc: DocumentMut = text.parse().map_err(|e| format!("does not parse: {e}"))?;
-    let s = |t: &Table, k: &str| t.get(k).and_then(Item::as_str).unwrap_or_default().to_string();
-    let b = |t: &Table, k: &str| t.get(k).and_then(Item::as_bool).unwrap_or(false);
-    let mut regs = BTreeMap::new();
-    for t in doc.get("registry").and_then(Item::as_array_of_tables).into_iter().flatten() {
-        let location = s(t, "location");
-        let scope = Some(s(t, "prefix")).filter(|p| !p.is_empty()).unwrap_or_else(|| location.clone());
-        let mirrors = t
-            .get("mirror")
-            .and_then(Item::as_array_of_tables)
-            .into_iter()
-            .flatten()
-            .map(|m| Mirror { location: s(m, "location"), insecure: b(m, "insecure"), mode: s(m, "pull-from-mirror") })
-            .collect();
-        let mut rest = t.clone();
-        for k in ["prefix", "location", "blocked", "insecure", "mirror"] {
-            rest.remove(k);
-        }
-        let rest = rest.iter().map(|(k, v)| format!("{k}={}", v.to_string().trim())).collect::<Vec<_>>().join(",");
-        regs.insert(scope, Registry { location, blocked: b(t, "blocked"), insecure: b(t, "insecure"), mirrors, rest });
-    }
-    let search: Vec<String> = doc
-        .get("unqualified-search-registries")
-        .and_then(Item::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    let mut others = doc.clone();
-    others.remove("registry");
-    others.remove("unqualified-search-registries");
-    let others = others.iter().map(|(k, v)| format!("{k}={}", v.to_string().trim())).collect::<Vec<_>>().join("\n");
-    Ok((regs, search, others))
+    let conf = conf::parse(text)?;
+    let regs = conf.registries.into_iter().map(|r| (r.scope.clone(), r)).collect();
+    Ok((regs, conf.search, conf.rest))
 }
 
 /// Classifies the change from `old` to `new` (registries.conf texts, or the search drop-in).
@@ -149,14 +104,14 @@ pub fn classify(old: &str, new: &str) -> Result<Classification, String> {
 }
 
 fn appended(scope: &str, m: &Mirror, drain: &mut Vec<String>, safe: &mut Vec<String>) {
-    if m.mode == "digest-only" && !m.insecure {
+    if m.pull_from_mirror == "digest-only" && !m.insecure {
         safe.push(format!("appends the digest-only mirror {:?} to {scope:?}", m.location));
-    } else if m.mode == "tag-only" {
+    } else if m.pull_from_mirror == "tag-only" {
         drain.push(format!("adds the tag-only mirror {:?} to {scope:?}", m.location));
     } else {
         drain.push(format!(
             "adds the mirror {:?} (pull-from-mirror {:?}, insecure {}) to {scope:?}",
-            m.location, m.mode, m.insecure
+            m.location, m.pull_from_mirror, m.insecure
         ));
     }
 }

@@ -4,67 +4,9 @@
 //! `mirror-by-digest-only`) does not fit the reference; then the registry's own location unless
 //! `blocked`. Each endpoint's reference is the endpoint location plus what follows the prefix.
 
+use super::conf::{self, Registry};
 use super::reference::ImageRef;
 use super::{Endpoint, Resolution, Skipped};
-use toml_edit::{DocumentMut, Item, Table};
-
-#[derive(Debug, Clone, Default)]
-struct Mirror {
-    location: String,
-    insecure: bool,
-    pull_from_mirror: String,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Registry {
-    prefix: String,
-    location: String,
-    blocked: bool,
-    insecure: bool,
-    mirror_by_digest_only: bool,
-    mirrors: Vec<Mirror>,
-}
-
-fn string(t: &Table, key: &str) -> String {
-    t.get(key).and_then(Item::as_str).unwrap_or_default().to_string()
-}
-
-fn boolean(t: &Table, key: &str) -> bool {
-    t.get(key).and_then(Item::as_bool).unwrap_or(false)
-}
-
-fn registries(text: &str) -> Result<Vec<Registry>, String> {
-    let doc: DocumentMut = text.parse().map_err(|e| format!("registries.conf does not parse: {e}"))?;
-    let Some(tables) = doc.get("registry").and_then(Item::as_array_of_tables) else { return Ok(vec![]) };
-    Ok(tables
-        .iter()
-        .map(|t| {
-            let location = string(t, "location");
-            let prefix = Some(string(t, "prefix")).filter(|p| !p.is_empty()).unwrap_or_else(|| location.clone());
-            let mirrors = t
-                .get("mirror")
-                .and_then(Item::as_array_of_tables)
-                .map(|ms| {
-                    ms.iter()
-                        .map(|m| Mirror {
-                            location: string(m, "location"),
-                            insecure: boolean(m, "insecure"),
-                            pull_from_mirror: string(m, "pull-from-mirror"),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            Registry {
-                prefix,
-                location,
-                blocked: boolean(t, "blocked"),
-                insecure: boolean(t, "insecure"),
-                mirror_by_digest_only: boolean(t, "mirror-by-digest-only"),
-                mirrors,
-            }
-        })
-        .collect())
-}
 
 /// Length of the match of `prefix` at the start of `reference`, as containers/image computes it
 /// (including its known quirk: `example.com` also matches `example.com:5000/...`).
@@ -89,12 +31,12 @@ pub fn resolve(
     cas: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Resolution, String> {
     let full = reference.to_string();
-    let regs = registries(registries_conf)?;
+    let regs = conf::parse(registries_conf).map_err(|e| format!("registries.conf {e}"))?.registries;
     // The longest prefix wins; on a tie the first table does (a strict comparison, as containers/image).
     let mut best: Option<(&Registry, usize)> = None;
     for r in &regs {
-        if matching_prefix(&full, &r.prefix).is_some() && best.is_none_or(|(b, _)| r.prefix.len() > b.prefix.len()) {
-            best = Some((r, r.prefix.len()));
+        if matching_prefix(&full, &r.scope).is_some() && best.is_none_or(|(b, _)| r.scope.len() > b.scope.len()) {
+            best = Some((r, r.scope.len()));
         }
     }
     let mut res = Resolution { reference: full.clone(), matched: None, endpoints: vec![], skipped: vec![] };
@@ -108,8 +50,8 @@ pub fn resolve(
         });
         return Ok(res);
     };
-    res.matched = Some(format!("[[registry]] prefix {:?} (location {:?})", reg.prefix, reg.location));
-    let cut = matching_prefix(&full, &reg.prefix).expect("matched above");
+    res.matched = Some(format!("[[registry]] prefix {:?} (location {:?})", reg.scope, reg.location));
+    let cut = matching_prefix(&full, &reg.scope).expect("matched above");
     let rewrite = |location: &str| {
         if location.is_empty() {
             full.clone()

@@ -2,6 +2,7 @@
 //! image, and why) and `diff` (what `render` would change, and what the MCO would have done for it).
 //! Everything here is pure: rendered files in, explanations out.
 
+pub mod conf;
 pub mod containerd;
 pub mod diff;
 pub mod disruption;
