@@ -125,7 +125,11 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
 
     // A host added to the inventory gets the tree.
     api.apply(inventory(&["127.0.0.2", "127.0.0.4"]));
-    wait_until(30, "the new inventory host", || on(&hosts[2], "mirror-two.local"));
+    // Wait for the host's outcome line, not just its file: the push ends with the state file, and a
+    // snapshot taken before that would see the push's own temp file.
+    wait_until(30, "the new inventory host", || {
+        on(&hosts[2], "mirror-two.local") && a.log_text().contains("host=root@127.0.0.4 ok=true")
+    });
 
     // An invalid policy: an Event, and the hosts keep their last good files.
     let before: Vec<_> = hosts.iter().map(|h| mtimes(&h.folder.join("registries"))).collect();
