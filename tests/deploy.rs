@@ -40,6 +40,17 @@ fn assert_args_parse(args: &[&str]) {
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Every resource the manifest's ClusterRole names: what it may touch cluster-wide.
+fn cluster_role_resources(all: &[Value]) -> Vec<&str> {
+    find(all, "ClusterRole")[0]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_sequence().unwrap())
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn crds_match_the_types() {
     let generated: Vec<String> =
@@ -139,14 +150,7 @@ fn rbac_is_least_privilege() {
         roles.iter().any(|r| r["metadata"]["namespace"] == "openshift-config"),
         "configmaps only in openshift-config"
     );
-    let cluster_role = find(&all, "ClusterRole")[0];
-    let cluster_resources: Vec<&str> = cluster_role["rules"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["resources"].as_sequence().unwrap())
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let cluster_resources = cluster_role_resources(&all);
     assert!(!cluster_resources.contains(&"configmaps") && !cluster_resources.contains(&"secrets"));
 }
 
@@ -170,14 +174,7 @@ fn the_windows_pusher_is_one_replica_with_least_privilege() {
     let inventory =
         ns_roles.iter().find(|r| r["metadata"]["namespace"] == "openshift-windows-machine-config-operator").unwrap();
     assert_eq!(inventory["rules"][0]["resourceNames"][0], "windows-instances");
-    let cluster_role = find(&all, "ClusterRole")[0];
-    let cluster_resources: Vec<&str> = cluster_role["rules"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["resources"].as_sequence().unwrap())
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let cluster_resources = cluster_role_resources(&all);
     assert!(
         !cluster_resources.contains(&"configmaps")
             && !cluster_resources.contains(&"secrets")
