@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 pub(super) fn resolve(args: &ResolveArgs) -> Result<ExitCode, Error> {
     let reference = ImageRef::parse(&args.reference).map_err(|e| Error::Usage(e.to_string()))?;
-    let (inputs, policy) = node::load_policy(&args.manifests)?;
+    let (inputs, policy) = node::load_policy(&args.manifests.paths)?;
     let base = args.base.as_deref().map(node::read_base).transpose()?;
     let files = node::render_files(&inputs, &policy, base.as_ref(), &[args.target])?;
     let resolution = match args.target {
@@ -46,7 +46,7 @@ pub(super) fn diff(args: &DiffArgs) -> Result<ExitCode, Error> {
     let mut targets = r.targets.clone();
     targets.sort();
     targets.dedup();
-    let report = node::preview(&r.manifests, &r.root, r.base.as_deref(), &targets)?;
+    let report = node::preview(&r.manifests.paths, &r.root, r.base.as_deref(), &targets)?;
     match args.output {
         OutputFormat::Text => print!("{}", report.text()),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).expect("serialisable")),

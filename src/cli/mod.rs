@@ -62,9 +62,8 @@ pub struct ResolveArgs {
     /// The image reference, e.g. quay.io/team/app@sha256:... or busybox:1.36.
     #[arg(value_name = "IMAGE-REF")]
     pub reference: String,
-    /// A manifest file or folder. Repeatable.
-    #[arg(long = "manifests", value_name = "PATH", required = true)]
-    pub manifests: Vec<PathBuf>,
+    #[command(flatten)]
+    pub manifests: Manifests,
     /// Which runtime's rules: linux (containers/image, registries.conf), windows or containerd
     /// (containerd, hosts.toml).
     #[arg(long, value_enum, default_value_t = Target::Linux)]
@@ -90,9 +89,8 @@ pub struct DiffArgs {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// A manifest file or folder (as for `render`). Repeatable.
-    #[arg(long = "manifests", value_name = "PATH", required = true)]
-    pub manifests: Vec<PathBuf>,
+    #[command(flatten)]
+    pub manifests: Manifests,
     /// The `windows-instances` ConfigMap (YAML or JSON): key = DNS name or IPv4 address, value =
     /// `username=<user>`.
     #[arg(long, value_name = "FILE")]
@@ -161,11 +159,18 @@ impl SshArgs {
     }
 }
 
+/// `--manifests`, the same for every one-shot command.
 #[derive(Debug, Args)]
-pub struct RenderArgs {
+pub struct Manifests {
     /// A manifest file or folder (recursively *.yaml, *.yml, *.json). Repeatable.
     #[arg(long = "manifests", value_name = "PATH", required = true)]
-    pub manifests: Vec<PathBuf>,
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub manifests: Manifests,
     /// The node's filesystem root (use / on a node).
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
@@ -180,9 +185,8 @@ pub struct RenderArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// A manifest file or folder. Repeatable.
-    #[arg(long = "manifests", value_name = "PATH", required = true)]
-    pub manifests: Vec<PathBuf>,
+    #[command(flatten)]
+    pub manifests: Manifests,
 }
 
 #[derive(Debug, Args)]
@@ -256,7 +260,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             targets.sort();
             targets.dedup();
             let node::Rendered { policy, report, .. } =
-                node::render_to_root(&args.manifests, &args.root, args.base.as_deref(), &targets)?;
+                node::render_to_root(&args.manifests.paths, &args.root, args.base.as_deref(), &targets)?;
             if targets.iter().any(|t| *t != Target::Linux) {
                 print_hosts_warnings(&policy);
             }
@@ -283,7 +287,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Resolve(args) => inspect::resolve(&args),
         Command::Diff(args) => inspect::diff(&args),
         Command::Validate(args) => {
-            let (inputs, policy) = node::load_policy(&args.manifests)?;
+            let (inputs, policy) = node::load_policy(&args.manifests.paths)?;
             println!(
                 "valid: {} ImageDigestMirrorSet, {} ImageTagMirrorSet, {} ImageContentSourcePolicy; {} digest and {} tag mirror sources",
                 inputs.digest_sets.len(),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 pub(super) fn push(args: &PushArgs) -> Result<ExitCode, Error> {
     use crate::push::{self, inventory};
     let opts = args.ssh.options()?;
-    let (inputs, policy) = node::load_policy(&args.manifests)?;
+    let (inputs, policy) = node::load_policy(&args.manifests.paths)?;
     let wanted = push::windows_tree(&node::render_files(&inputs, &policy, None, &[Target::Windows])?);
     print_policy_warnings(&policy);
     print_hosts_warnings(&policy);
