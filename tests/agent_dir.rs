@@ -76,10 +76,19 @@ impl Agent {
         p
     }
 
-    /// Waits until the agent has rendered at least `n` times and gone quiet.
+    /// Waits until a render after `renders_before` has finished (the counter moves when a render is
+    /// done, reload included) and no further one finishes for half a second.
     fn settle_after(&self, renders_before: f64) {
         wait_until(10, "a render", || self.metric("mirrorconf_renders_total") > renders_before);
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut seen = self.metric("mirrorconf_renders_total");
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let now = self.metric("mirrorconf_renders_total");
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
     }
 }
 
@@ -128,15 +137,14 @@ fn files_follow_every_change_and_bad_input_keeps_the_last_good_files() {
     assert_eq!(http_get(a.addr, "/readyz").unwrap().0, 200, "still ready: the node has its last good files");
     // Fixing it recovers by itself.
     a.write("bad.yaml", &idms("bad", "quay.io/other", "fixed.corp/other"));
-    wait_until(10, "recovery", || a.conf().contains("fixed.corp/other"));
-    assert_eq!(a.metric("mirrorconf_input_valid"), 1.0);
+    // The files are written before the metrics are updated: wait for both.
+    wait_until(10, "recovery", || a.conf().contains("fixed.corp/other") && a.metric("mirrorconf_input_valid") == 1.0);
 
     // Removing everything gives back the base byte for byte.
     for f in ["two.yaml", "bad.yaml", "sub/renamed.yml"] {
         fs::remove_file(a.manifests.path().join(f)).unwrap();
     }
-    wait_until(10, "the base", || a.conf() == BASE);
-    assert!(a.reloads() > reloads_at_start);
+    wait_until(10, "the base and a reload", || a.conf() == BASE && a.reloads() > reloads_at_start);
 }
 
 #[test]

@@ -95,6 +95,20 @@ fn text(out: &Output) -> String {
 }
 
 /// The Windows tree `render --target windows` gives, relative to the registries folder.
+/// Every event the watcher reports until it has been quiet for a second: the kernel queued them all
+/// before the push returned, but the watcher's thread may still be reading them.
+fn drain(
+    watcher: notify::RecommendedWatcher,
+    rx: &std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
+) -> Vec<notify::Event> {
+    let mut events = Vec::new();
+    while let Ok(e) = rx.recv_timeout(Duration::from_secs(1)) {
+        events.push(e.unwrap());
+    }
+    drop(watcher);
+    events
+}
+
 fn expected_tree(manifests: &str) -> BTreeMap<String, Vec<u8>> {
     let root = tempfile::tempdir().unwrap();
     render_text(manifests, root.path(), &["--target", "windows"]);
@@ -145,9 +159,7 @@ fn first_push_lands_everywhere_and_an_unchanged_push_writes_nothing() {
     for i in 0..3 {
         assert_eq!(files(&fleet.remote(i)), expected_tree(&m2));
     }
-    std::thread::sleep(Duration::from_millis(200));
-    drop(watcher);
-    let events: Vec<notify::Event> = rx.try_iter().map(Result::unwrap).collect();
+    let events = drain(watcher, &rx);
     let about = |name: &str| -> Vec<EventKind> {
         events.iter().filter(|e| e.paths.iter().any(|p| p.ends_with(name))).map(|e| e.kind).collect()
     };
@@ -362,11 +374,10 @@ fn a_server_without_posix_rename_still_gets_whole_files() {
     let out = fleet.push(&two, &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(files(&fleet.remote(0)), expected_tree(&two));
-    std::thread::sleep(Duration::from_millis(200));
-    drop(watcher);
+    let events = drain(watcher, &rx);
     // The fallback ran: the old file was moved aside first (OpenSSH's server does a plain rename
     // as link + unlink, so the aside name appears as a new file).
-    let moved_aside = rx.try_iter().map(Result::unwrap).any(|e| {
+    let moved_aside = events.iter().any(|e| {
         matches!(e.kind, notify::EventKind::Create(_))
             && e.paths.iter().any(|p| p.ends_with("quay.io/hosts.toml.mirrorconf-old"))
     });

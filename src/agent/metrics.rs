@@ -46,7 +46,7 @@ impl Metrics {
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
-        registry.register("renders", "Render attempts", m.renders.clone());
+        registry.register("renders", "Renders finished, refused ones included", m.renders.clone());
         registry.register(
             "render_errors",
             "Render attempts refused or failed; the last good files stay",

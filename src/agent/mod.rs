@@ -82,7 +82,13 @@ fn unix_now() -> f64 {
 
 /// Renders and applies once, recording metrics. Never panics on bad input.
 pub async fn render_once(settings: &Settings, snapshot: &Snapshot, metrics: &Metrics) -> Outcome {
+    let outcome = render_and_reload(settings, snapshot, metrics).await;
+    // Counted when done, files and reload included, so a watcher of the counter sees the result.
     metrics.renders.inc();
+    outcome
+}
+
+async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &Metrics) -> Outcome {
     let (s, snap) = (settings.clone(), Arc::clone(snapshot));
     // File I/O and fsync are blocking; keep them off the async workers.
     let result = tokio::task::spawn_blocking(move || -> Result<Rendered, Error> {
@@ -125,10 +131,11 @@ pub async fn render_once(settings: &Settings, snapshot: &Snapshot, metrics: &Met
 /// Records a render that was refused or failed: the metrics, one log line per problem, and the
 /// outcome to report (Events on the objects at fault). Whatever was applied before stays.
 pub(crate) fn refused(e: &Error, metrics: &Metrics) -> Outcome {
-    metrics.render_errors.inc();
+    // The counter last: whoever waits on it sees the gauge already set.
     if e.is_invalid_input() {
         metrics.input_valid.set(0);
     }
+    metrics.render_errors.inc();
     let errors: Vec<String> = e.to_string().lines().map(String::from).collect();
     for line in &errors {
         tracing::error!("{line}");

@@ -58,7 +58,6 @@ impl Pusher {
         last_good: Option<(String, Vec<push::Host>)>,
         force: bool,
     ) -> Option<(String, Vec<push::Host>)> {
-        self.metrics.renders.inc();
         let snap = Arc::clone(&self.snapshot);
         let rendered = tokio::task::spawn_blocking(move || -> Result<crate::fileset::FileSet, Error> {
             let inputs = snap()?;
@@ -70,6 +69,7 @@ impl Pusher {
         })
         .await
         .expect("the render task does not panic");
+        self.metrics.renders.inc();
         let tree = match rendered {
             Ok(tree) => tree,
             Err(e) => {
