@@ -53,7 +53,11 @@ impl Agent {
             .spawn()
             .unwrap();
         let agent = Agent { child, addr, root, manifests, counter, _scripts: scripts };
-        wait_until(20, "readyz", || http_get(agent.addr, "/readyz").is_some_and(|(s, _)| s == 200));
+        // Ready comes after the first render's reload; the counter moves last.
+        wait_until(20, "readyz and the first render", || {
+            http_get(agent.addr, "/readyz").is_some_and(|(s, _)| s == 200)
+                && agent.metric("mirrorconf_renders_total") >= 1.0
+        });
         agent
     }
 

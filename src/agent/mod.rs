@@ -102,8 +102,6 @@ async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &M
             let report = &rendered.report;
             metrics.files_written.inc_by(report.written.len() as u64);
             metrics.files_removed.inc_by(report.removed.len() as u64);
-            metrics.input_valid.set(1);
-            succeeded(metrics);
             for p in &report.kept_foreign {
                 tracing::warn!(path = %p, "kept a file mirrorconf did not write");
             }
@@ -121,6 +119,9 @@ async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &M
                     tracing::error!("reload failed: {e}");
                 }
             }
+            // Ready once the runtime has been told too, whatever the reload's outcome: the files are there.
+            metrics.input_valid.set(1);
+            succeeded(metrics);
             tracing::info!(written = report.written.len(), removed = report.removed.len(), "rendered");
             Outcome::Applied { policy_hash: files_hash(&rendered.files), changed }
         }
