@@ -51,6 +51,31 @@ pub fn check_relative_path(path: &str) -> Result<(), PathError> {
     Ok(())
 }
 
+/// [`check_relative_path`], and also nothing a Windows path cannot hold: none of `<>:"|?*`, no
+/// component ending in `.` or a space, no device name (`CON`, `nul.txt`, `COM1`, ...). The remote
+/// sink writes to Windows hosts, so every path it takes from its state file must pass this.
+pub fn check_windows_path(path: &str) -> Result<(), PathError> {
+    check_relative_path(path)?;
+    let fail = |reason| Err(PathError { path: path.to_string(), reason });
+    for c in path.split('/') {
+        if c.chars().any(|ch| matches!(ch, '<' | '>' | ':' | '"' | '|' | '?' | '*')) {
+            return fail("a character Windows paths cannot hold");
+        }
+        if c.ends_with('.') || c.ends_with(' ') {
+            return fail("a component ending in '.' or a space");
+        }
+        let stem = c.split('.').next().unwrap_or("").to_ascii_uppercase();
+        let device = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$")
+            || (stem.len() == 4
+                && (stem.starts_with("COM") || stem.starts_with("LPT"))
+                && stem.as_bytes()[3].is_ascii_digit());
+        if device {
+            return fail("a Windows device name");
+        }
+    }
+    Ok(())
+}
+
 impl FileSet {
     pub fn new() -> Self {
         Self::default()
@@ -142,5 +167,15 @@ mod tests {
             assert!(check_relative_path(ok).is_ok(), "{ok:?}");
         }
         assert!(FileSet::new().insert("../x", "", MODE_PUBLIC).is_err());
+    }
+
+    #[test]
+    fn windows_paths_refuse_what_windows_cannot_hold() {
+        for bad in ["a/b:1/c", "C:/x", "a/con", "a/NUL.txt", "com1/x", "a/b.", "a/b ", "a/x?y", "..\\x", "../x"] {
+            assert!(check_windows_path(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["quay.io/hosts.toml", "reg_5000_/hosts.toml", "console.io/x", "com10/y", ".mirrorconf-state.json"] {
+            assert!(check_windows_path(ok).is_ok(), "{ok:?}");
+        }
     }
 }

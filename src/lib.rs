@@ -16,11 +16,13 @@
 //!   and `diff` (unified diff, the MCO's disruption classes).
 //! - [`fileset`]: the set of files (relative path, bytes, mode) that every renderer returns and every
 //!   sink applies.
-//! - [`sink`]: applying a file set. [`sink::local`] writes under a root atomically and removes only
-//!   what its owned-files manifest lists; [`sink::ssh`] does the same on a remote host over SFTP
-//!   (verified host key, temp file + posix-rename, state file written last).
-//! - [`push`]: `mirrorconf push`: the inventory ([`push::inventory`]), the pure per-host plan from
-//!   the remote state file ([`push::plan`]), and the sequential or parallel round with retries.
+//! - [`sink`]: applying a file set. [`sink::owned`] is the one owned-files protocol (untrusted
+//!   state file, claim before write, sweep of a killed run's temp files, removal of only what is
+//!   owned) that both sinks follow through its `Store` trait: [`sink::local`] under a root on this
+//!   machine, [`sink::ssh`] on a remote host over SFTP (verified host key, temp file +
+//!   posix-rename).
+//! - [`push`]: `mirrorconf push`: the inventory ([`push::inventory`]) and the sequential or
+//!   parallel round with retries.
 //! - [`node`]: the edge used by the commands: read manifests and the base file, render, apply.
 //! - [`source`]: where the agent's inputs come from: [`source::files`] watches folders with
 //!   `notify`, [`source::kube`] runs kube-rs reflectors and reports back (Events, node annotation),

@@ -59,7 +59,7 @@ pub fn resolve_base(root: &Path, explicit: Option<&Path>, sink: &LocalSink) -> R
         return Ok(Base { text, origin: adopted, adopt: false });
     }
     let current = root.join(render::registries_conf::PATH);
-    let ours = sink.manifest()?.files.contains_key(render::registries_conf::PATH);
+    let ours = sink.manifest()?.0.files.contains_key(render::registries_conf::PATH);
     if !ours {
         if let Some(text) = read(&current)? {
             return Ok(Base { text, origin: current, adopt: true });
@@ -147,6 +147,8 @@ pub fn preview<P: AsRef<Path>>(
 ) -> Result<crate::inspect::diff::Report, Error> {
     let inputs = load_paths(manifests).map_err(Error::Load)?;
     let Prepared { sink, files, .. } = prepare(&inputs, root, base, targets)?;
-    let (changes, kept) = sink.preview(&files)?;
-    crate::inspect::diff::report(&changes, kept).map_err(Error::Usage)
+    let preview = sink.preview(&files)?;
+    let changes: Vec<crate::inspect::diff::Change> =
+        preview.changes.into_iter().map(|(path, old, new)| crate::inspect::diff::Change { path, old, new }).collect();
+    crate::inspect::diff::report(&changes, preview.kept_foreign).map_err(Error::Usage)
 }

@@ -134,6 +134,11 @@ pub struct SshArgs {
     /// Give up on any single SSH operation (handshake, read, write) after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
+    /// Replace files at the paths mirrorconf writes that it did not write itself (a host the
+    /// Windows Machine Config Operator configured before) and own them from then on. Without it
+    /// such files are kept and reported. Files at other paths are never touched either way.
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 impl SshArgs {
@@ -155,6 +160,7 @@ impl SshArgs {
             retry_delay: Duration::from_millis(self.retry_delay_ms),
             connect_timeout: Duration::from_secs(self.connect_timeout),
             op_timeout: Duration::from_secs(self.timeout),
+            take_over: self.take_over,
         })
     }
 }

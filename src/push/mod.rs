@@ -5,11 +5,11 @@
 //! reported; it never stops the others. [`sink::ssh`](crate::sink::ssh) does the work on one host.
 
 pub mod inventory;
-pub mod plan;
 
 use crate::fileset::FileSet;
 use crate::render::hosts_toml::WINDOWS_ROOT;
-use crate::sink::ssh::{self, HostReport, KnownHostsFile, SshOptions};
+use crate::sink::ssh::{self, KnownHostsFile, SshOptions};
+use crate::sink::ApplyReport;
 pub use inventory::Host;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,13 +31,16 @@ pub struct PushOptions {
     pub retry_delay: Duration,
     pub connect_timeout: Duration,
     pub op_timeout: Duration,
+    /// Replace files mirrorconf did not write at the paths it wants (see [`SshOptions::take_over`]).
+    pub take_over: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostStatus {
     /// The state file said the host is current: nothing was written.
     Current,
-    Updated(HostReport),
+    /// Something was written or removed, or a file someone else wrote was kept.
+    Updated(ApplyReport),
     Failed {
         error: String,
         attempts: u32,
@@ -63,6 +66,12 @@ impl HostOutcome {
             HostStatus::Current => format!("{:<28} current    {secs:.2}s", self.host.to_string()),
             HostStatus::Updated(r) => {
                 let mut what = format!("{} written, {} removed", r.written.len(), r.removed.len());
+                if !r.kept_foreign.is_empty() {
+                    what.push_str(&format!(
+                        ", kept {} file(s) mirrorconf did not write (--take-over replaces them)",
+                        r.kept_foreign.len()
+                    ));
+                }
                 if !r.kept_dirs.is_empty() {
                     what.push_str(&format!(", kept {} folder(s) holding other files", r.kept_dirs.len()));
                 }
@@ -121,14 +130,15 @@ fn push_one(host: &Host, wanted: &FileSet, opts: &PushOptions) -> HostOutcome {
         remote_root: &opts.remote_root,
         connect_timeout: opts.connect_timeout,
         op_timeout: opts.op_timeout,
+        take_over: opts.take_over,
     };
     let mut attempts = 0;
     let mut delay = opts.retry_delay;
     let status = loop {
         attempts += 1;
         match ssh::push(&host.address, &host.user, wanted, &ssh_opts) {
-            Ok(None) => break HostStatus::Current,
-            Ok(Some(report)) => break HostStatus::Updated(report),
+            Ok(report) if !report.changed() && report.kept_foreign.is_empty() => break HostStatus::Current,
+            Ok(report) => break HostStatus::Updated(report),
             Err(e) if e.is_permanent() || attempts > opts.retries => {
                 tracing::warn!(host = %host, attempts, error = %e, "push failed");
                 break HostStatus::Failed { error: e.to_string(), attempts };

@@ -1,17 +1,30 @@
-//! Applying a [`FileSet`] under a local root (`/` on a node, any folder in tests and `render`).
+//! Applying a [`FileSet`] under a local root (`/` on a node, any folder in tests and `render`),
+//! following the owned-files protocol of [`super::owned`].
 //!
 //! Each file is written to a temp file in its own folder, fsynced, renamed over the old one, and the
 //! folder is fsynced, so a reader sees the old or the new file, never a partial one. Unchanged bytes
 //! are not rewritten (mtime stays). Files and folders are removed only when the owned-files manifest
-//! lists them.
+//! lists them, never through a symbolic link. One apply at a time per root (a lock file), so the
+//! temp files of a killed run can be swept without touching a live one's.
 
-use super::manifest::{sha256_hex, Manifest, MANIFEST_PATH, PENDING};
+use super::owned::{self, Current, KeyRules, Manifest, Plan, Removal, Store, MAX_STATE_BYTES};
 use super::ApplyReport;
 use crate::fileset::{File, FileSet};
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+/// Relative to the root the sink writes.
+pub const MANIFEST_PATH: &str = "var/lib/mirrorconf/owned.json";
+/// mirrorconf's own state folder under the root: never an owned-files entry.
+pub const STATE_DIR: &str = "var/lib/mirrorconf";
+const LOCK_PATH: &str = "var/lib/mirrorconf/lock";
+const KEYS: KeyRules = KeyRules { windows: false, reserved: STATE_DIR };
+/// Temp files are `.mirrorconf-XXXXXX.tmp`: hidden, never a name a runtime reads.
+const TEMP_PREFIX: &str = ".mirrorconf-";
+const TEMP_SUFFIX: &str = ".tmp";
+const TEMP_RANDOM: usize = 6;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
@@ -25,14 +38,12 @@ fn err(path: &Path) -> impl FnOnce(io::Error) -> SinkError + '_ {
     move |source| SinkError { path: path.to_path_buf(), source }
 }
 
-/// What `apply` does with one wanted file.
-enum Action {
-    /// The bytes are already there (only the mode may be fixed).
-    Unchanged,
-    /// Someone else's file with other bytes: left as it is.
-    Foreign,
-    /// Written; `old` is what is there now, if anything.
-    Write { old: Option<Vec<u8>> },
+/// What [`LocalSink::apply`] would change: per path, the bytes there now and the bytes wanted
+/// (`None`: no file), and the files someone else wrote that would be kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preview {
+    pub changes: Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>)>,
+    pub kept_foreign: Vec<String>,
 }
 
 pub struct LocalSink {
@@ -48,15 +59,17 @@ impl LocalSink {
         &self.root
     }
 
-    /// The owned-files manifest, empty when there is none yet.
-    pub fn manifest(&self) -> Result<Manifest, SinkError> {
+    /// The owned-files manifest (empty when there is none yet) without the entries that could not
+    /// be mirrorconf's (each logged), and whether there were any.
+    pub fn manifest(&self) -> Result<(Manifest, bool), SinkError> {
         let path = self.root.join(MANIFEST_PATH);
-        match fs::read(&path) {
-            Ok(bytes) => Manifest::parse(&bytes)
-                .map_err(|e| SinkError { path, source: io::Error::new(io::ErrorKind::InvalidData, e) }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Manifest::default()),
-            Err(e) => Err(SinkError { path, source: e }),
+        let Some(bytes) = read_bounded(&path, MAX_STATE_BYTES)? else { return Ok((Manifest::default(), false)) };
+        let (manifest, dropped) = Manifest::parse(&bytes, &KEYS)
+            .map_err(|e| SinkError { path: path.clone(), source: io::Error::new(io::ErrorKind::InvalidData, e) })?;
+        for d in &dropped {
+            tracing::warn!(state = %path.display(), "{d}");
         }
+        Ok((manifest, !dropped.is_empty()))
     }
 
     /// The file at `rel`, `None` when there is none.
@@ -69,196 +82,190 @@ impl LocalSink {
         }
     }
 
-    /// What happens to each wanted file: the one place that decides, for `apply` and `preview` alike.
-    fn decide<'f>(&self, files: &'f FileSet, owned: &Manifest) -> Result<Vec<(&'f str, &'f File, Action)>, SinkError> {
-        files
-            .iter()
-            .map(|(rel, file)| {
-                let action = match self.read(rel)? {
-                    Some(current) if current == file.contents => Action::Unchanged,
-                    Some(_) if !owned.files.contains_key(rel) && !file.takes_over => Action::Foreign,
-                    old => Action::Write { old },
-                };
-                Ok((rel, file, action))
-            })
-            .collect()
-    }
-
-    /// What [`LocalSink::apply`] would change, without changing anything: every file whose bytes
-    /// would be written or removed, and the files someone else wrote that would be kept.
-    pub fn preview(&self, files: &FileSet) -> Result<(Vec<crate::inspect::diff::Change>, Vec<String>), SinkError> {
-        use crate::inspect::diff::Change;
-        let owned = self.manifest()?;
-        let mut changes = Vec::new();
-        let mut kept = Vec::new();
-        for (rel, file, action) in self.decide(files, &owned)? {
+    /// What [`LocalSink::apply`] would change, without changing anything.
+    pub fn preview(&self, files: &FileSet) -> Result<Preview, SinkError> {
+        let (owned, _) = self.manifest()?;
+        let Plan { actions, remove_files, .. } = owned::plan(self, files, &owned, false)?;
+        let mut preview = Preview::default();
+        for (rel, action) in actions {
             match action {
-                Action::Unchanged => {}
-                Action::Foreign => kept.push(rel.to_string()),
-                Action::Write { old } => {
-                    changes.push(Change { path: rel.to_string(), old, new: Some(file.contents.clone()) })
+                owned::Action::Unchanged => {}
+                owned::Action::Foreign => preview.kept_foreign.push(rel),
+                owned::Action::Write => {
+                    let new = files.get(&rel).map(|f| f.contents.clone());
+                    preview.changes.push((rel.clone(), self.read(&rel)?, new));
                 }
             }
         }
-        for rel in owned.files.keys().filter(|p| files.get(p).is_none()) {
-            if let Some(old) = self.read(rel)? {
-                changes.push(Change { path: rel.clone(), old: Some(old), new: None });
+        for rel in remove_files {
+            if let Some(old) = self.read(&rel)? {
+                preview.changes.push((rel, Some(old), None));
             }
         }
-        Ok((changes, kept))
+        Ok(preview)
     }
 
-    /// Brings the root in line with `files`. The manifest is updated even when a step fails, so that
-    /// whatever was written is still known to be mirrorconf's.
+    /// Brings the root in line with `files` (see [`owned::apply`]).
     pub fn apply(&self, files: &FileSet) -> Result<ApplyReport, SinkError> {
-        let mut owned = self.manifest()?;
-        let decisions = self.decide(files, &owned)?;
-        // Claim first: every file and folder this apply will create is recorded before it exists,
-        // so a process killed half way never leaves a file of its own it would then call foreign.
-        let claimed = self.claim(&decisions, &owned);
-        if claimed != owned {
-            let path = self.root.join(MANIFEST_PATH);
-            self.ensure_parent(&path, &mut None)?;
-            write_atomic(&path, &claimed.to_bytes(), 0o644).map_err(err(&path))?;
-            owned = claimed;
+        let state_dir = self.root.join(STATE_DIR);
+        fs::create_dir_all(&state_dir).map_err(err(&state_dir))?;
+        let lock_path = self.root.join(LOCK_PATH);
+        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
+        let lock = lock.map_err(err(&lock_path))?;
+        // Held until `lock` is dropped; a second render on the same root waits here.
+        lock.lock().map_err(err(&lock_path))?;
+        let mut swept = Vec::new();
+        for dir in [STATE_DIR.to_string(), format!("{STATE_DIR}/base")] {
+            if self.root.join(&dir).is_dir() {
+                swept.extend(self.sweep(&dir)?);
+            }
         }
-        let before = owned.clone();
-        let mut report = ApplyReport::default();
-        let result = self.apply_inner(files, &decisions, &mut owned, &mut report);
-        if owned != before {
-            let path = self.root.join(MANIFEST_PATH);
-            self.ensure_parent(&path, &mut None)?;
-            write_atomic(&path, &owned.to_bytes(), 0o644).map_err(err(&path))?;
-        }
-        result.map(|()| report)
+        let (owned, dirty) = self.manifest()?;
+        let mut report = owned::apply(self, files, owned, dirty, false)?;
+        report.swept.extend(swept);
+        Ok(report)
     }
 
-    /// `owned` plus the files `apply` will create (hash [`PENDING`]) and the folders it will make.
-    fn claim(&self, decisions: &[(&str, &File, Action)], owned: &Manifest) -> Manifest {
-        let mut claimed = owned.clone();
-        for (rel, _, action) in decisions {
-            if !matches!(action, Action::Write { .. }) || owned.files.contains_key(*rel) {
+    /// The first folder on the way to `rel` (below the root) that is a symbolic link, if any.
+    fn symlink_on_the_way(&self, rel: &str, include_last: bool) -> Option<String> {
+        let parts: Vec<&str> = rel.split('/').collect();
+        let upto = if include_last { parts.len() } else { parts.len() - 1 };
+        (1..=upto)
+            .map(|n| parts[..n].join("/"))
+            .find(|p| fs::symlink_metadata(self.root.join(p)).is_ok_and(|m| m.file_type().is_symlink()))
+    }
+}
+
+impl Store for LocalSink {
+    type Error = SinkError;
+
+    fn compare(&self, rel: &str, wanted: &File, _owned_hash: Option<&str>) -> Result<Current, SinkError> {
+        // Always the bytes on disk: an owned file someone edited is put right.
+        Ok(match self.read(rel)? {
+            None => Current::Absent,
+            Some(b) if b == wanted.contents => Current::Same,
+            Some(_) => Current::Differs,
+        })
+    }
+
+    fn keep(&self, rel: &str, file: &File) -> Result<(), SinkError> {
+        let path = self.root.join(rel);
+        let meta = fs::metadata(&path).map_err(err(&path))?;
+        if meta.permissions().mode() & 0o7777 != file.mode {
+            fs::set_permissions(&path, fs::Permissions::from_mode(file.mode)).map_err(err(&path))?;
+        }
+        Ok(())
+    }
+
+    fn dir_exists(&self, rel: &str) -> Result<bool, SinkError> {
+        Ok(self.root.join(rel).is_dir())
+    }
+
+    fn create_dir(&self, rel: &str) -> Result<(), SinkError> {
+        let path = self.root.join(rel);
+        match fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => return Ok(()),
+            Err(e) => return Err(SinkError { path, source: e }),
+        }
+        let parent = path.parent().expect("a folder under the root has a parent");
+        fsync_dir(parent).map_err(err(parent))
+    }
+
+    fn write(&self, rel: &str, file: &File) -> Result<(), SinkError> {
+        let path = self.root.join(rel);
+        write_atomic(&path, &file.contents, file.mode).map_err(err(&path))?;
+        tracing::info!(path = %path.display(), "wrote");
+        Ok(())
+    }
+
+    fn remove_file(&self, rel: &str) -> Result<Removal, SinkError> {
+        if let Some(link) = self.symlink_on_the_way(rel, false) {
+            return Ok(Removal::Refused(format!("{link} is a symbolic link")));
+        }
+        let path = self.root.join(rel);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed");
+                let parent = path.parent().expect("a file under the root has a parent");
+                fsync_dir(parent).map_err(err(parent))?;
+                Ok(Removal::Removed)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Absent),
+            Err(e) => Err(SinkError { path, source: e }),
+        }
+    }
+
+    fn remove_dir(&self, rel: &str) -> Result<Removal, SinkError> {
+        if let Some(link) = self.symlink_on_the_way(rel, true) {
+            return Ok(Removal::Refused(format!("{link} is a symbolic link")));
+        }
+        match fs::remove_dir(self.root.join(rel)) {
+            Ok(()) => Ok(Removal::Removed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Absent),
+            // Not empty (or not ours to remove): someone else put files there; leave it.
+            Err(_) => Ok(Removal::NotEmpty),
+        }
+    }
+
+    fn write_state(&self, state: &Manifest) -> Result<(), SinkError> {
+        let path = self.root.join(MANIFEST_PATH);
+        write_atomic(&path, &state.to_bytes(), 0o644).map_err(err(&path))
+    }
+
+    fn sweep(&self, rel: &str) -> Result<Vec<String>, SinkError> {
+        let dir = self.root.join(rel);
+        let mut swept = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(err(&dir))? {
+            let entry = entry.map_err(err(&dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| is_temp_name(n)) else { continue };
+            if !entry.file_type().map_err(err(&dir))?.is_file() {
                 continue;
             }
-            claimed.files.insert(rel.to_string(), PENDING.to_string());
-            let mut dir = String::new();
-            for part in rel.split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, d)| d) {
-                if !dir.is_empty() {
-                    dir.push('/');
-                }
-                dir.push_str(part);
-                if !self.root.join(&dir).is_dir() {
-                    claimed.dirs.insert(dir.clone());
-                }
-            }
-        }
-        claimed
-    }
-
-    fn apply_inner(
-        &self,
-        files: &FileSet,
-        decisions: &[(&str, &File, Action)],
-        owned: &mut Manifest,
-        report: &mut ApplyReport,
-    ) -> Result<(), SinkError> {
-        for (rel, file, action) in decisions {
-            let path = self.root.join(rel);
-            match action {
-                Action::Foreign => {
-                    tracing::warn!(path = %path.display(), "not replacing a file mirrorconf did not write");
-                    report.kept_foreign.push(rel.to_string());
-                }
-                Action::Unchanged => {
-                    let meta = fs::metadata(&path).map_err(err(&path))?;
-                    if meta.permissions().mode() & 0o7777 != file.mode {
-                        fs::set_permissions(&path, fs::Permissions::from_mode(file.mode)).map_err(err(&path))?;
-                    }
-                    report.unchanged.push(rel.to_string());
-                }
-                Action::Write { .. } => {
-                    self.ensure_parent(&path, &mut Some(&mut *owned))?;
-                    write_atomic(&path, &file.contents, file.mode).map_err(err(&path))?;
-                    owned.files.insert(rel.to_string(), sha256_hex(&file.contents));
-                    report.written.push(rel.to_string());
-                    tracing::info!(path = %path.display(), "wrote");
-                }
-            }
-        }
-        // Removal comes after every new file is in place.
-        let stale: Vec<String> = owned.files.keys().filter(|p| files.get(p).is_none()).cloned().collect();
-        for rel in stale {
-            let path = self.root.join(&rel);
+            let path = entry.path();
             match fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), "removed");
-                    report.removed.push(rel.clone());
-                }
+                Ok(()) => swept.push(if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(SinkError { path, source: e }),
             }
-            owned.files.remove(&rel);
-            if let Some(parent) = path.parent() {
-                fsync_dir(parent).map_err(err(parent))?;
-            }
         }
-        // Folders mirrorconf created go once empty, deepest first.
-        let mut dirs: Vec<String> = owned.dirs.iter().cloned().collect();
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
-        for rel in dirs {
-            let path = self.root.join(&rel);
-            let in_use = files.iter().any(|(f, _)| f.starts_with(&format!("{rel}/")))
-                || rel == "var/lib/mirrorconf"
-                || "var/lib/mirrorconf".starts_with(&format!("{rel}/"));
-            if in_use {
-                continue;
-            }
-            match fs::remove_dir(&path) {
-                Ok(()) => {
-                    owned.dirs.remove(&rel);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    owned.dirs.remove(&rel);
-                }
-                // Not empty: someone else put files there; leave it.
-                Err(_) => {}
-            }
+        if !swept.is_empty() {
+            tracing::info!(folder = %dir.display(), count = swept.len(), "removed temp files of a run that was cut short");
+            fsync_dir(&dir).map_err(err(&dir))?;
         }
-        Ok(())
+        Ok(swept)
     }
+}
 
-    /// Creates the missing folders above `path`, recording each one it creates.
-    fn ensure_parent(&self, path: &Path, owned: &mut Option<&mut Manifest>) -> Result<(), SinkError> {
-        let parent = path.parent().expect("a file path under the root has a parent");
-        if parent.is_dir() {
-            return Ok(());
-        }
-        fs::create_dir_all(&self.root).map_err(err(&self.root))?;
-        let rel = parent.strip_prefix(&self.root).unwrap_or(parent);
-        let mut current = self.root.clone();
-        let mut rel_so_far = PathBuf::new();
-        for c in rel.components() {
-            current.push(c);
-            rel_so_far.push(c);
-            if current.is_dir() {
-                continue;
-            }
-            fs::create_dir(&current).map_err(err(&current))?;
-            if let Some(m) = owned.as_deref_mut() {
-                m.dirs.insert(rel_so_far.to_string_lossy().into_owned());
-            }
-            if let Some(up) = current.parent() {
-                fsync_dir(up).map_err(err(up))?;
-            }
-        }
-        Ok(())
+/// Whether `name` is one of this sink's temp files (exactly what [`write_atomic`] creates).
+pub fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix(TEMP_PREFIX)
+        .and_then(|r| r.strip_suffix(TEMP_SUFFIX))
+        .is_some_and(|r| r.len() == TEMP_RANDOM && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Reads at most `limit` bytes of `path`; `None` when there is no such file. Larger is refused.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, SinkError> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(SinkError { path: path.to_path_buf(), source: e }),
+    };
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(err(path))?;
+    if bytes.len() as u64 > limit {
+        let e = io::Error::new(io::ErrorKind::InvalidData, format!("larger than {limit} bytes (the limit)"));
+        return Err(SinkError { path: path.to_path_buf(), source: e });
     }
+    Ok(Some(bytes))
 }
 
 /// Writes `contents` to `path` atomically: temp file in the same folder, fsync, rename, fsync folder.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent folder"))?;
-    let mut tmp = tempfile::Builder::new().prefix(".mirrorconf-").suffix(".tmp").tempfile_in(dir)?;
+    let mut tmp =
+        tempfile::Builder::new().prefix(TEMP_PREFIX).suffix(TEMP_SUFFIX).rand_bytes(TEMP_RANDOM).tempfile_in(dir)?;
     tmp.write_all(contents)?;
     tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
@@ -274,6 +281,7 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::fileset::MODE_PUBLIC;
+    use crate::sink::{sha256_hex, PENDING};
     use std::os::unix::fs::MetadataExt;
 
     fn set(files: &[(&str, &str)]) -> FileSet {
@@ -361,5 +369,90 @@ mod tests {
         let r = sink.apply(&s).unwrap();
         assert!(!r.changed());
         assert_eq!(fs::metadata(root.path().join("f")).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn state_entries_outside_the_root_never_cause_a_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(dir.path().join("outside")).unwrap();
+        fs::write(dir.path().join("outside/victim"), "keep me").unwrap();
+        let sink = LocalSink::new(&root);
+        sink.apply(&set(&[("etc/a.conf", "x")])).unwrap();
+        let victim = dir.path().join("outside/victim").display().to_string();
+        let hostile = serde_json::json!({"version": 1, "files": {
+            "../outside/victim": "00", victim.clone(): "00", "etc/a.conf": sha256_hex(b"x")
+        }, "dirs": ["../outside"]});
+        fs::write(root.join(MANIFEST_PATH), hostile.to_string()).unwrap();
+        let r = sink.apply(&FileSet::new()).unwrap();
+        assert_eq!(r.removed, ["etc/a.conf"]);
+        assert_eq!(fs::read_to_string(dir.path().join("outside/victim")).unwrap(), "keep me");
+        let (m, dirty) = sink.manifest().unwrap();
+        assert!(!dirty, "the bad entries are gone from the state file once it is rewritten");
+        assert!(m.files.is_empty());
+    }
+
+    #[test]
+    fn nothing_is_removed_through_a_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let sink = LocalSink::new(&root);
+        sink.apply(&set(&[("etc/certs.d/r.io/ca.crt", "x")])).unwrap();
+        // Someone swaps the owned folder for a link to a folder elsewhere holding the same name.
+        fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+        fs::write(dir.path().join("elsewhere/ca.crt"), "theirs").unwrap();
+        fs::remove_dir_all(root.join("etc/certs.d/r.io")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), root.join("etc/certs.d/r.io")).unwrap();
+        sink.apply(&FileSet::new()).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("elsewhere/ca.crt")).unwrap(), "theirs");
+        assert!(sink.manifest().unwrap().0.files.is_empty(), "what lies behind a link is no longer owned");
+    }
+
+    #[test]
+    fn a_killed_runs_temp_files_are_swept_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(root.path());
+        sink.apply(&set(&[("etc/a/x.conf", "1"), ("etc/b/y.conf", "1")])).unwrap();
+        let debris = [
+            "etc/a/.mirrorconf-Ab3dE9.tmp",
+            "etc/b/.mirrorconf-000000.tmp",
+            "var/lib/mirrorconf/.mirrorconf-zzzzzz.tmp",
+        ];
+        let not_ours =
+            ["etc/a/.mirrorconf-toolong1.tmp", "etc/a/mirrorconf-abcdef.tmp", "other/.mirrorconf-abcdef.tmp"];
+        fs::create_dir(root.path().join("other")).unwrap();
+        for p in debris.iter().chain(&not_ours) {
+            fs::write(root.path().join(p), "partial").unwrap();
+        }
+        // A killed run leaves its claim behind.
+        let (mut m, _) = sink.manifest().unwrap();
+        m.files.insert("etc/a/x.conf".into(), PENDING.into());
+        fs::write(root.path().join(MANIFEST_PATH), m.to_bytes()).unwrap();
+        let mut r = sink.apply(&set(&[("etc/a/x.conf", "1"), ("etc/b/y.conf", "1")])).unwrap();
+        r.swept.sort();
+        let mut want: Vec<&str> = debris.to_vec();
+        want.sort();
+        assert_eq!(r.swept, want);
+        for p in debris {
+            assert!(!root.path().join(p).exists(), "{p}");
+        }
+        for p in not_ours {
+            assert!(root.path().join(p).exists(), "{p} is not a name mirrorconf writes, or not in a folder it writes");
+        }
+    }
+
+    #[test]
+    fn an_owned_file_whose_folder_is_gone_is_not_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(root.path());
+        sink.apply(&set(&[("certs.d/r11.a.example/hosts.toml", "1"), ("certs.d/r12.a.example/hosts.toml", "1")]))
+            .unwrap();
+        fs::remove_dir_all(root.path().join("certs.d")).unwrap();
+        let r = sink.apply(&set(&[("etc/other", "2")])).unwrap();
+        assert_eq!(r.written, ["etc/other"]);
+        assert!(r.removed.is_empty());
+        let (m, _) = sink.manifest().unwrap();
+        assert_eq!(m.files.keys().collect::<Vec<_>>(), ["etc/other"]);
+        assert!(m.dirs.iter().all(|d| !d.starts_with("certs.d")), "{:?}", m.dirs);
     }
 }

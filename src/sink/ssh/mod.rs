@@ -1,4 +1,5 @@
-//! Applying a [`FileSet`] to a remote host over SSH, by SFTP only (no remote shell).
+//! Applying a [`FileSet`] to a remote host over SSH, by SFTP only (no remote shell), following the
+//! owned-files protocol of [`super::owned`] with the state file in the remote root.
 //!
 //! One connection per host: verify the host key against known_hosts, log in with a private key,
 //! read the state file; a current host costs nothing more. Otherwise ownership of new paths is
@@ -7,9 +8,8 @@
 //! files and folders no longer wanted are removed only after that, and the final state is written
 //! last. containerd never sees an empty registry folder or half a file.
 
-use crate::fileset::FileSet;
-use crate::push::plan::{self, Plan, STATE_FILE};
-use crate::sink::Manifest;
+use super::owned::{self, sha256_hex, ApplyReport, Current, KeyRules, Manifest, Removal, Store, MAX_STATE_BYTES};
+use crate::fileset::{File, FileSet};
 use libssh2_sys as raw;
 use ssh2::{ErrorCode, OpenFlags, OpenType, Session, Sftp};
 use std::io::{self, Read, Write};
@@ -29,6 +29,13 @@ const FX_OP_UNSUPPORTED: i32 = raw::LIBSSH2_FX_OP_UNSUPPORTED;
 const FX_PERMISSION_DENIED: i32 = raw::LIBSSH2_FX_PERMISSION_DENIED;
 /// Suffix of the temp file written next to its target before the rename.
 pub const TEMP_SUFFIX: &str = ".mirrorconf-tmp";
+/// Suffix of a file moved aside on a server without posix-rename.
+const ASIDE_SUFFIX: &str = ".mirrorconf-old";
+/// The state file, relative to the remote root. containerd only reads `<root>/<host>/hosts.toml`,
+/// so a file at the top of the root is never mistaken for registry configuration.
+pub const STATE_FILE: &str = ".mirrorconf-state.json";
+/// Entries of a remote state file must be paths a Windows host can hold.
+const KEYS: KeyRules = KeyRules { windows: true, reserved: STATE_FILE };
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -76,33 +83,20 @@ pub struct SshOptions<'a> {
     pub connect_timeout: Duration,
     /// Every blocking SSH operation (handshake included) gives up after this long.
     pub op_timeout: Duration,
-}
-
-/// What one host push did, as paths relative to the remote root.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostReport {
-    pub written: Vec<String>,
-    pub removed: Vec<String>,
-    /// Owned folders left because someone else's file is in them.
-    pub kept_dirs: Vec<String>,
+    /// Replace files at wanted paths that mirrorconf did not write (a host the Windows Machine
+    /// Config Operator configured before); otherwise they are kept and reported.
+    pub take_over: bool,
 }
 
 /// Brings `address`'s remote root in line with `wanted` (paths relative to the remote root).
-/// `None`: the host was current and nothing was written.
-pub fn push(
-    address: &str,
-    user: &str,
-    wanted: &FileSet,
-    opts: &SshOptions<'_>,
-) -> Result<Option<HostReport>, SshError> {
+pub fn push(address: &str, user: &str, wanted: &FileSet, opts: &SshOptions<'_>) -> Result<ApplyReport, SshError> {
     let session = connect(address, user, opts)?;
     let remote = Remote::open(&session, opts.remote_root)?;
-    let state = remote.read_state()?;
-    let plan = plan::plan(wanted, &state);
-    if plan.is_current() {
-        return Ok(None);
+    let (state, dropped) = remote.read_state()?;
+    for d in &dropped {
+        tracing::warn!(host = %address, state = %remote.path(STATE_FILE), "{d}");
     }
-    remote.apply(wanted, &state, &plan).map(Some)
+    owned::apply(&remote, wanted, state, !dropped.is_empty(), opts.take_over)
 }
 
 fn connect(address: &str, user: &str, opts: &SshOptions<'_>) -> Result<Session, SshError> {
@@ -147,13 +141,21 @@ struct Remote<'s> {
     root: String,
     /// Opened on the first rename: a current host never needs it.
     rename_channel: std::cell::OnceCell<RawSftp<'s>>,
+    /// Set once the remote root is known to exist (made on the first change).
+    root_ready: std::cell::OnceCell<()>,
 }
 
 impl<'s> Remote<'s> {
     fn open(session: &'s Session, root: &str) -> Result<Self, SshError> {
         let sftp = session.sftp().map_err(|source| SshError::Sftp { op: "start SFTP", path: String::new(), source })?;
         let root = root.trim_end_matches('/').to_string();
-        Ok(Remote { session, sftp, root, rename_channel: std::cell::OnceCell::new() })
+        Ok(Remote {
+            session,
+            sftp,
+            root,
+            rename_channel: std::cell::OnceCell::new(),
+            root_ready: std::cell::OnceCell::new(),
+        })
     }
 
     fn path(&self, rel: &str) -> String {
@@ -168,16 +170,30 @@ impl<'s> Remote<'s> {
         move |source| SshError::Sftp { op, path: path.to_string(), source }
     }
 
-    fn read_state(&self) -> Result<Manifest, SshError> {
+    fn read_state(&self) -> Result<(Manifest, Vec<owned::DroppedKey>), SshError> {
         let path = self.path(STATE_FILE);
-        let mut f = match self.sftp.open(Path::new(&path)) {
+        let Some(bytes) = self.read(&path, MAX_STATE_BYTES)? else { return Ok((Manifest::default(), Vec::new())) };
+        let bytes = bytes.ok_or_else(|| SshError::State {
+            path: path.clone(),
+            reason: format!("larger than {MAX_STATE_BYTES} bytes (the limit)"),
+        })?;
+        Manifest::parse(&bytes, &KEYS).map_err(|e| SshError::State { path, reason: e.to_string() })
+    }
+
+    /// The file at `path`: `None` when there is none, `Some(None)` when it is larger than `limit`.
+    fn read(&self, path: &str, limit: u64) -> Result<Option<Option<Vec<u8>>>, SshError> {
+        let f = match self.sftp.open(Path::new(path)) {
             Ok(f) => f,
-            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => return Ok(Manifest::default()),
-            Err(e) => return Err(Self::err("open", &path)(e)),
+            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => return Ok(None),
+            Err(e) => return Err(Self::err("open", path)(e)),
         };
         let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).map_err(|source| SshError::Io { op: "read", path: path.clone(), source })?;
-        Manifest::parse(&bytes).map_err(|e| SshError::State { path, reason: e.to_string() })
+        f.take(limit + 1).read_to_end(&mut bytes).map_err(|source| SshError::Io {
+            op: "read",
+            path: path.to_string(),
+            source,
+        })?;
+        Ok(Some((bytes.len() as u64 <= limit).then_some(bytes)))
     }
 
     fn exists(&self, path: &str) -> Result<bool, SshError> {
@@ -208,52 +224,12 @@ impl<'s> Remote<'s> {
         Ok(())
     }
 
-    fn apply(&self, wanted: &FileSet, state: &Manifest, plan: &Plan) -> Result<HostReport, SshError> {
-        self.ensure_root()?;
-        let mut created = Vec::new();
-        for dir in &plan.need_dirs {
-            if !self.exists(&self.path(dir))? {
-                created.push(dir.clone());
-            }
+    fn ready(&self) -> Result<(), SshError> {
+        if self.root_ready.get().is_none() {
+            self.ensure_root()?;
+            let _ = self.root_ready.set(());
         }
-        // Claim first: if the push dies after this, the next one knows what is mirrorconf's.
-        let mut state = state.clone();
-        if let Some(claimed) = plan::claim(&state, plan, &created) {
-            self.write_file(STATE_FILE, &claimed.to_bytes(), 0o644)?;
-            state = claimed;
-        }
-        for dir in &created {
-            let p = self.path(dir);
-            self.sftp.mkdir(Path::new(&p), 0o755).map_err(Self::err("mkdir", &p))?;
-        }
-        let mut report = HostReport::default();
-        for rel in &plan.write {
-            let file = wanted.get(rel).expect("the plan only writes wanted files");
-            self.write_file(rel, &file.contents, file.mode)?;
-            report.written.push(rel.clone());
-        }
-        // Only now that every new file is in place does anything go away.
-        for rel in &plan.remove_files {
-            let p = self.path(rel);
-            // A temp file left by a push cut short would keep the folder alive.
-            let _ = self.sftp.unlink(Path::new(&temp_path(&p)));
-            match self.sftp.unlink(Path::new(&p)) {
-                Ok(()) => report.removed.push(rel.clone()),
-                Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => {}
-                Err(e) => return Err(Self::err("remove", &p)(e)),
-            }
-        }
-        for dir in &plan.remove_dirs {
-            let p = self.path(dir);
-            match self.sftp.rmdir(Path::new(&p)) {
-                Ok(()) => report.removed.push(format!("{dir}/")),
-                Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => {}
-                Err(_) => report.kept_dirs.push(dir.clone()),
-            }
-        }
-        let done = plan::finished(wanted, &state, &created, &report.kept_dirs);
-        self.write_file(STATE_FILE, &done.to_bytes(), 0o644)?;
-        Ok(report)
+        Ok(())
     }
 
     /// Temp file next to the target, written, fsynced where the server can, then renamed over it.
@@ -300,7 +276,7 @@ impl<'s> Remote<'s> {
     /// Servers without `posix-rename@openssh.com`: move the old file aside, move the new one in,
     /// delete the old. There is a moment with no file, never one with a partial file.
     fn replace_without_posix_rename(&self, tmp: &str, target: &str) -> Result<(), SshError> {
-        let aside = format!("{target}.mirrorconf-old");
+        let aside = format!("{target}{ASIDE_SUFFIX}");
         let had_old = self.exists(target)?;
         if had_old {
             let _ = self.sftp.unlink(Path::new(&aside));
@@ -312,6 +288,95 @@ impl<'s> Remote<'s> {
         }
         Ok(())
     }
+}
+
+impl Store for Remote<'_> {
+    type Error = SshError;
+
+    fn compare(&self, rel: &str, wanted: &File, owned_hash: Option<&str>) -> Result<Current, SshError> {
+        // The state file vouches for what mirrorconf wrote: a current host costs no read.
+        match owned_hash {
+            Some(h) if h == sha256_hex(&wanted.contents) => return Ok(Current::Same),
+            Some(_) => return Ok(Current::Differs),
+            None => {}
+        }
+        let path = self.path(rel);
+        Ok(match self.read(&path, wanted.contents.len() as u64)? {
+            None => Current::Absent,
+            Some(Some(bytes)) if bytes == wanted.contents => Current::Same,
+            Some(_) => Current::Differs,
+        })
+    }
+
+    fn dir_exists(&self, rel: &str) -> Result<bool, SshError> {
+        self.exists(&self.path(rel))
+    }
+
+    fn create_dir(&self, rel: &str) -> Result<(), SshError> {
+        self.ready()?;
+        let p = self.path(rel);
+        self.sftp.mkdir(Path::new(&p), 0o755).map_err(Self::err("mkdir", &p))
+    }
+
+    fn write(&self, rel: &str, file: &File) -> Result<(), SshError> {
+        self.ready()?;
+        self.write_file(rel, &file.contents, file.mode)
+    }
+
+    fn remove_file(&self, rel: &str) -> Result<Removal, SshError> {
+        let p = self.path(rel);
+        match self.sftp.unlink(Path::new(&p)) {
+            Ok(()) => Ok(Removal::Removed),
+            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => Ok(Removal::Absent),
+            Err(e) => Err(Self::err("remove", &p)(e)),
+        }
+    }
+
+    fn remove_dir(&self, rel: &str) -> Result<Removal, SshError> {
+        let p = self.path(rel);
+        match self.sftp.rmdir(Path::new(&p)) {
+            Ok(()) => Ok(Removal::Removed),
+            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => Ok(Removal::Absent),
+            Err(_) => Ok(Removal::NotEmpty),
+        }
+    }
+
+    fn write_state(&self, state: &Manifest) -> Result<(), SshError> {
+        self.ready()?;
+        self.write_file(STATE_FILE, &state.to_bytes(), 0o644)
+    }
+
+    fn sweep(&self, rel: &str) -> Result<Vec<String>, SshError> {
+        let dir = if rel.is_empty() { self.root.clone() } else { self.path(rel) };
+        let dir = if dir.is_empty() { ".".to_string() } else { dir };
+        let entries = match self.sftp.readdir(Path::new(&dir)) {
+            Ok(entries) => entries,
+            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => return Ok(Vec::new()),
+            Err(e) => return Err(Self::err("list", &dir)(e)),
+        };
+        let mut swept = Vec::new();
+        for (path, stat) in entries {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            if !stat.is_file() || !is_temp_name(name) {
+                continue;
+            }
+            let p = format!("{dir}/{name}");
+            match self.sftp.unlink(Path::new(&p)) {
+                Ok(()) => swept.push(if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") }),
+                Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => {}
+                Err(e) => return Err(Self::err("remove", &p)(e)),
+            }
+        }
+        Ok(swept)
+    }
+}
+
+/// Whether `name` is one of this sink's temp files: `.<name>.mirrorconf-tmp` (being written) or
+/// `<name>.mirrorconf-old` (moved aside on a server without posix-rename).
+pub fn is_temp_name(name: &str) -> bool {
+    let temp = name.len() > 1 + TEMP_SUFFIX.len() && name.starts_with('.') && name.ends_with(TEMP_SUFFIX);
+    let aside = name.len() > ASIDE_SUFFIX.len() && name.ends_with(ASIDE_SUFFIX);
+    temp || aside
 }
 
 /// `dir/.name.mirrorconf-tmp` for `dir/name`: hidden, in the same folder, never named hosts.toml.
