@@ -26,6 +26,10 @@ pub enum Error {
     /// A flag names something that cannot be used (e.g. a missing --base file).
     #[error("{0}")]
     Usage(String),
+    /// Not the input's fault: the machine or the cluster (a port that cannot be bound, an API
+    /// server out of reach, a watch that cannot start, a task that died). Exit code 1.
+    #[error("{0}")]
+    Runtime(String),
 }
 
 impl Error {

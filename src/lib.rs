@@ -30,7 +30,10 @@
 //! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks) with its metrics and the
 //!   `/healthz` `/readyz` `/metrics` server; [`agent::windows_push`] is the in-cluster pusher.
 //!   Shutdown is a future the caller passes in.
-//! - [`run`]: the tokio runtime and signal handling around [`agent`] for the `run` command.
+//! - [`run`]: the tokio runtime and signal handling around [`agent`] for the `run` command; it
+//!   joins every task and ends the process with exit 1 when one of them dies.
+//! - [`tasks`]: the supervisor every long-lived task is spawned through.
+//! - [`text`]: small text helpers (cutting cluster text at a character boundary).
 //! - [`cli`]: argument types and commands; `main.rs` is a thin wrapper.
 //! - [`error`]: the library error type, which tells bad input (exit 2) from failures (exit 1).
 //! - `fuzzing`: the bodies of the cargo-fuzz targets in `fuzz/`, replayed by the tests.
@@ -58,5 +61,8 @@ pub mod run;
 pub mod sink;
 #[cfg(feature = "cli")]
 pub mod source;
+#[cfg(feature = "cli")]
+pub mod tasks;
+pub mod text;
 
 pub use error::Error;

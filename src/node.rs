@@ -148,7 +148,5 @@ pub fn preview<P: AsRef<Path>>(
     let inputs = load_paths(manifests).map_err(Error::Load)?;
     let Prepared { sink, files, .. } = prepare(&inputs, root, base, targets)?;
     let preview = sink.preview(&files)?;
-    let changes: Vec<crate::inspect::diff::Change> =
-        preview.changes.into_iter().map(|(path, old, new)| crate::inspect::diff::Change { path, old, new }).collect();
-    crate::inspect::diff::report(&changes, preview.kept_foreign).map_err(Error::Usage)
+    crate::inspect::diff::report(&preview.changes, preview.kept_foreign).map_err(Error::Usage)
 }

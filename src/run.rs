@@ -1,11 +1,18 @@
 //! `mirrorconf run`: wires a source, the agent loop, the HTTP endpoints and signal handling together.
+//!
+//! Every long-lived task is spawned through [`Tasks`] and joined here: the agent (or the pusher)
+//! runs until shutdown, and a task that dies before that ends the process with exit code 1.
 
 use crate::agent::{self, metrics::Metrics, reload::Reload, Settings, Snapshot};
 use crate::cli::RunArgs;
 use crate::error::Error;
 use crate::model::load_paths;
 use crate::node::ADOPTED_BASE_PATH;
-use crate::source;
+use crate::render::Target;
+use crate::source::{self, kube::Watching};
+use crate::tasks::{Ended, Tasks};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -25,36 +32,84 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(run_async(args, termination()))
 }
 
-/// The whole agent; returns when `shutdown` resolves.
-pub async fn run_async(
-    args: RunArgs,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    let metrics = Arc::new(Metrics::new());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
+/// The shutdown signal, for every task that needs it.
+#[derive(Clone)]
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    fn requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
-    };
+    }
+}
+
+/// The whole agent; returns when `shutdown` resolves, or with an error when a supervised task dies.
+pub async fn run_async(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Stop(stop_rx);
+    let (tasks, ended) = Tasks::new();
+    let forward = stop_tx.clone();
+    // Not supervised: it ends, by design, at shutdown.
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        let _ = forward.send(true);
     });
+    supervise(body(args, tasks, stop.clone()), ended, stop, stop_tx).await
+}
 
-    if let Some(addr) = args.listen {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Usage(format!("--listen {addr}: {e}")))?;
-        tracing::info!(%addr, "serving /healthz, /readyz, /metrics");
-        tokio::spawn(agent::http::serve(listener, Arc::clone(&metrics), stopped()));
+/// Runs `body` until it returns; a supervised task that ends before shutdown stops everything and
+/// is the error returned.
+async fn supervise(
+    body: impl Future<Output = Result<(), Error>>,
+    mut ended: mpsc::UnboundedReceiver<Ended>,
+    stop: Stop,
+    stop_tx: watch::Sender<bool>,
+) -> Result<(), Error> {
+    tokio::pin!(body);
+    loop {
+        tokio::select! {
+            result = &mut body => return result,
+            Some(e) = ended.recv() => {
+                if stop.requested() {
+                    continue; // Tasks end at shutdown; that is no failure.
+                }
+                tracing::error!("{e}; stopping so that the process is restarted");
+                let _ = stop_tx.send(true);
+                return Err(Error::Runtime(e.to_string()));
+            }
+        }
     }
+}
+
+async fn body(args: RunArgs, tasks: Tasks, stop: Stop) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = args.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Runtime(format!("cannot serve on --listen {addr}: {e}")))?;
+        tracing::info!(%addr, "serving /healthz, /readyz, /metrics");
+        let (m, s) = (Arc::clone(&metrics), stop.wait());
+        tasks.spawn("http server", async move {
+            if let Err(e) = agent::http::serve(listener, m, s).await {
+                tracing::error!("the HTTP server failed: {e}");
+            }
+        });
+    }
+    // One channel for every source; capacity 1 is enough, a pending trigger stands for any number.
+    let (tx, rx) = mpsc::channel::<()>(1);
+    let watching = Watching { tasks: tasks.clone(), triggers: tx, metrics: Arc::clone(&metrics) };
     if args.windows_push.enabled {
-        return windows_push(&args, metrics, stopped).await;
+        return windows_push(&args, watching, rx, stop).await;
     }
     let root = args.root.clone().ok_or_else(|| Error::Usage("--root is required".into()))?;
 
@@ -64,7 +119,7 @@ pub async fn run_async(
     let settings = Settings {
         root: root.clone(),
         base: args.base.clone(),
-        targets,
+        targets: targets.clone(),
         debounce: Duration::from_millis(args.debounce_ms),
         reload: Reload {
             crio: args.reload_crio,
@@ -74,33 +129,32 @@ pub async fn run_async(
                 .as_deref()
                 .map(|c| c.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
+            timeout: Duration::from_secs(args.hook_timeout),
         },
     };
-
-    // One channel for every source; capacity 1 is enough, a pending trigger stands for any number.
-    let (tx, rx) = mpsc::channel::<()>(1);
     let base_file = args.base.clone().unwrap_or_else(|| root.join(ADOPTED_BASE_PATH));
+    let watch_error = |e: source::files::WatchError| Error::Runtime(format!("cannot watch the input files: {e}"));
 
     if args.kube {
-        let windows = args.targets.contains(&crate::render::Target::Windows);
-        let cluster = source::kube::Cluster::start(tx.clone(), Arc::clone(&metrics), windows).await?;
-        let _base_watch =
-            source::files::watch(&[], &[base_file], tx.clone()).map_err(|e| Error::Usage(e.to_string()))?;
+        // The hosts.toml targets turn the pull secret into headers.
+        let pull_secret = targets.iter().any(|t| matches!(t, Target::Windows | Target::Containerd));
+        let cluster = source::kube::Cluster::start(&watching, pull_secret).await?;
+        let _base_watch = source::files::watch(&[], &[base_file], watching.triggers.clone()).map_err(watch_error)?;
         let snapshot = cluster_snapshot(&cluster);
         cluster.wait_until_synced().await;
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        tokio::spawn(cluster.clone().report_outcomes(out_rx));
-        drop(tx);
-        agent::run(settings, snapshot, rx, metrics, Some(out_tx), stopped()).await;
+        tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx));
+        drop(watching);
+        agent::run(settings, snapshot, rx, metrics, Some(out_tx), stop.wait()).await;
     } else {
         let (dirs, files): (Vec<_>, Vec<_>) = args.manifests.iter().cloned().partition(|p| p.is_dir());
         let mut files = files;
         files.push(base_file);
-        let _watch = source::files::watch(&dirs, &files, tx.clone()).map_err(|e| Error::Usage(e.to_string()))?;
+        let _watch = source::files::watch(&dirs, &files, watching.triggers.clone()).map_err(watch_error)?;
         let paths = args.manifests.clone();
         let snapshot: Snapshot = Arc::new(move || load_paths(&paths).map_err(Error::Load));
-        drop(tx);
-        agent::run(settings, snapshot, rx, metrics, None, stopped()).await;
+        drop(watching);
+        agent::run(settings, snapshot, rx, metrics, None, stop.wait()).await;
     }
     Ok(())
 }
@@ -111,24 +165,15 @@ fn cluster_snapshot(cluster: &source::kube::Cluster) -> Snapshot {
 }
 
 /// `run --kube --windows-push`: wait for the Lease, push while leading, step down when it is lost.
-async fn windows_push<S, F>(args: &RunArgs, metrics: Arc<Metrics>, stopped: S) -> Result<(), Error>
-where
-    S: Fn() -> F,
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
+/// Once the Lease is lost (or shutdown begins) no new host is started: a host being written
+/// finishes its atomic replace, and the round ends.
+async fn windows_push(args: &RunArgs, watching: Watching, mut rx: mpsc::Receiver<()>, stop: Stop) -> Result<(), Error> {
     let options = Arc::new(args.ssh.options()?);
     let wp = &args.windows_push;
-    let client =
-        kube::Client::try_default().await.map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let cluster = source::kube::Cluster::with_client(client.clone(), tx.clone(), Arc::clone(&metrics), true);
-    let hosts = source::windows_hosts::WindowsHosts::start(
-        &client,
-        &wp.inventory_namespace,
-        &wp.windows_user,
-        tx,
-        Arc::clone(&metrics),
-    );
+    let client = source::kube::client().await?;
+    let cluster = source::kube::Cluster::with_client(client.clone(), &watching, true);
+    let hosts =
+        source::windows_hosts::WindowsHosts::start(&client, &wp.inventory_namespace, &wp.windows_user, &watching);
     let namespace = wp
         .lease_namespace
         .clone()
@@ -141,28 +186,31 @@ where
         .unwrap_or_else(|| format!("mirrorconf-{}", std::process::id()));
     let election = source::lease::LeaderElection::new(client, &namespace, &wp.lease_name, &identity);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    tokio::spawn(cluster.clone().report_outcomes(out_rx));
+    watching.tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx));
     let pusher = agent::windows_push::Pusher {
         snapshot: cluster_snapshot(&cluster),
         hosts: hosts.clone(),
         options,
-        metrics,
+        metrics: Arc::clone(&watching.metrics),
         debounce: Duration::from_millis(args.debounce_ms),
         resync: Duration::from_secs(wp.resync_interval),
         outcomes: Some(out_tx),
     };
+    drop(watching);
     loop {
-        if !election.acquire(stopped()).await {
+        if !election.acquire(stop.wait()).await {
             return Ok(());
         }
         cluster.wait_until_synced().await;
         hosts.wait_until_synced().await;
-        // Push while leading. The keeper renews until the pusher has stopped (shutdown) or says the
-        // Lease is lost; the Lease is released only once no round is running any more.
+        // Push while leading. `leading` turns false the moment the keeper learns the Lease is lost
+        // (or shutdown begins); the round checks it before each host. The keeper renews until the
+        // pusher has stopped; the Lease is released only once no round is running any more.
+        let leading = Arc::new(AtomicBool::new(true));
         let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let keeper = {
-            let election = election.clone();
+            let (election, leading) = (election.clone(), Arc::clone(&leading));
             tokio::spawn(async move {
                 let kept = election
                     .keep(async move {
@@ -170,14 +218,22 @@ where
                     })
                     .await;
                 if kept == source::lease::Kept::Lost {
+                    leading.store(false, Ordering::SeqCst);
                     let _ = lost_tx.send(());
                 }
                 kept
             })
         };
-        let shutdown = stopped();
+        let on_shutdown = {
+            let (leading, stopped) = (Arc::clone(&leading), stop.wait());
+            tokio::spawn(async move {
+                stopped.await;
+                leading.store(false, Ordering::SeqCst);
+            })
+        };
+        let shutdown = stop.wait();
         pusher
-            .run(&mut rx, async move {
+            .run(&mut rx, Arc::clone(&leading), async move {
                 tokio::select! {
                     _ = lost_rx => {}
                     _ = shutdown => {}
@@ -185,12 +241,53 @@ where
             })
             .await;
         let _ = done_tx.send(());
-        match keeper.await.expect("the Lease keeper does not panic") {
+        on_shutdown.abort();
+        let kept = keeper.await.map_err(|e| Error::Runtime(format!("the Lease keeper failed: {e}")))?;
+        match kept {
             source::lease::Kept::Stopped => {
                 election.release().await;
                 return Ok(());
             }
             source::lease::Kept::Lost => tracing::warn!("lost the Lease; waiting to lead again"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_dies_before_shutdown_ends_the_run_with_an_error() {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tasks, ended) = Tasks::new();
+        tasks.spawn("cluster reporter", async { panic!("boom") });
+        let body = std::future::pending::<Result<(), Error>>();
+        let result = tokio::time::timeout(Duration::from_secs(10), supervise(body, ended, Stop(stop_rx), stop_tx))
+            .await
+            .expect("the supervisor noticed");
+        let e = result.unwrap_err();
+        assert!(!e.is_invalid_input(), "a dead task is no input error (exit 1)");
+        assert!(e.to_string().contains("\"cluster reporter\" panicked: boom"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn tasks_ending_at_shutdown_are_no_failure() {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tasks, ended) = Tasks::new();
+        let stop = Stop(stop_rx);
+        let s = stop.wait();
+        tasks.spawn("http server", s);
+        let body = {
+            let s = stop.wait();
+            async move {
+                s.await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(())
+            }
+        };
+        let _ = stop_tx.send(true);
+        let (tx2, _rx2) = watch::channel(true);
+        supervise(body, ended, stop, tx2).await.unwrap();
     }
 }

@@ -164,3 +164,82 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(hosts.iter().all(|h| on(h, "mirror-four.local")), "a replica without the Lease pushed");
 }
+
+/// A Lease held by `holder`, renewed "now" by a clock that is `behind` behind ours.
+fn foreign_lease(holder: &str, behind: std::time::Duration) -> Value {
+    let then = k8s_openapi::jiff::Timestamp::now() - behind;
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+           "metadata": {"name": "mirrorconf-windows-push", "namespace": "mirrorconf"},
+           "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": then.to_string(),
+                    "acquireTime": then.to_string()}})
+}
+
+fn logins(host: &Sshd) -> usize {
+    host.log_text().matches("Accepted publickey").count()
+}
+
+#[test]
+fn a_replica_that_loses_its_lease_mid_round_starts_no_new_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = client_key(dir.path());
+    // 127.0.0.5 accepts TCP and never speaks SSH, so a round spends --timeout there first.
+    let ips = ["127.0.0.5", "127.0.0.6", "127.0.0.7"];
+    let port = common_free_port(&ips);
+    let hung = std::net::TcpListener::bind(("127.0.0.5", port)).unwrap();
+    let hosts: Vec<Sshd> = ips[1..].iter().map(|ip| Sshd::start(ip, port, &dir.path().join(ip), &key)).collect();
+    fs::write(dir.path().join("known_hosts"), hosts.iter().map(Sshd::known_hosts_line).collect::<String>()).unwrap();
+    let api = FakeApi::start();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    api.apply(idms("mirror-one.local"));
+    api.apply(inventory(&ips));
+
+    let a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a");
+    let on = |h: &Sshd, needle: &str| hosts_toml(h).is_some_and(|t| t.contains(needle));
+    wait_until(60, "the first round on both real hosts", || hosts.iter().all(|h| on(h, "mirror-one.local")));
+    let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b");
+    wait_until(30, "the first round to end", || a.log_text().contains("Windows push round done"));
+
+    // A change starts a round, which first waits on the hung host; the Lease is taken meanwhile.
+    let rounds = |p: &Pusher| p.log_text().matches("Windows push round starts").count();
+    let before = rounds(&a);
+    api.apply(idms("mirror-two.local"));
+    wait_until(30, "the second round to start", || rounds(&a) > before);
+    let logins_at_loss: Vec<usize> = hosts.iter().map(logins).collect();
+    api.apply(foreign_lease("intruder", std::time::Duration::ZERO));
+    wait_until(30, "pusher-a stepping down", || a.log_text().contains("stepping down"));
+    wait_until(30, "the round to stop", || a.log_text().contains("no new host started"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for (h, n) in hosts.iter().zip(&logins_at_loss) {
+        assert_eq!(logins(h), *n, "{} saw a login after the Lease was lost:\n{}", h.ip, a.log_text());
+        assert!(on(h, "mirror-one.local"), "{} was pushed after the Lease was lost", h.ip);
+    }
+    assert!(!b.log_text().contains("became the leader"), "{}", b.log_text());
+    drop(hung);
+}
+
+#[test]
+fn a_candidate_judges_expiry_by_what_it_observed_not_by_the_holders_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = client_key(dir.path());
+    fs::write(dir.path().join("known_hosts"), "").unwrap();
+    let api = FakeApi::start();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    api.apply(idms("mirror-one.local"));
+    api.apply(inventory(&[]));
+    // The holder renews every second, but its clock is an hour behind ours: by its renewTime the
+    // Lease looks expired. Only a replica that stops seeing renewals may take it.
+    let hour = std::time::Duration::from_secs(3600);
+    api.apply(foreign_lease("skewed-holder", hour));
+    let b = Pusher::start(dir.path(), &kubeconfig, &key, common_free_port(&["127.0.0.1"]), "pusher-b");
+    wait_until(30, "pusher-b waiting for the Lease", || b.log_text().contains("another instance leads"));
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let mut lease = api.get("coordination.k8s.io/v1", "Lease", "mirrorconf", "mirrorconf-windows-push").unwrap();
+        lease["spec"]["renewTime"] = json!((k8s_openapi::jiff::Timestamp::now() - hour).to_string());
+        api.apply(lease);
+        assert_eq!(lease_holder(&api).as_deref(), Some("skewed-holder"), "{}", b.log_text());
+    }
+    assert!(!b.log_text().contains("became the leader"), "{}", b.log_text());
+}

@@ -14,6 +14,7 @@ use crate::push::{self, HostStatus, PushOptions};
 use crate::render::Target;
 use crate::source::windows_hosts::WindowsHosts;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -29,14 +30,20 @@ pub struct Pusher {
 }
 
 impl Pusher {
-    /// Runs rounds until `stop` resolves or the triggers end.
-    pub async fn run(&self, triggers: &mut mpsc::Receiver<()>, stop: impl Future<Output = ()>) {
+    /// Runs rounds until `stop` resolves or the triggers end. A round starts no new host once
+    /// `leading` is false.
+    pub async fn run(
+        &self,
+        triggers: &mut mpsc::Receiver<()>,
+        leading: Arc<AtomicBool>,
+        stop: impl Future<Output = ()>,
+    ) {
         tokio::pin!(stop);
         // (tree hash, hosts) of the last round in which every host was current or updated.
         let mut last_good: Option<(String, Vec<push::Host>)> = None;
         let mut force = true;
         loop {
-            last_good = self.round(last_good, force).await;
+            last_good = self.round(last_good, force, &leading).await;
             force = false;
             let resync = tokio::time::sleep(self.resync);
             tokio::select! {
@@ -57,6 +64,7 @@ impl Pusher {
         &self,
         last_good: Option<(String, Vec<push::Host>)>,
         force: bool,
+        leading: &Arc<AtomicBool>,
     ) -> Option<(String, Vec<push::Host>)> {
         let snap = Arc::clone(&self.snapshot);
         let rendered = tokio::task::spawn_blocking(move || -> Result<crate::fileset::FileSet, Error> {
@@ -91,11 +99,24 @@ impl Pusher {
             return last_good;
         }
         let opts = Arc::clone(&self.options);
+        let leading = Arc::clone(leading);
+        tracing::debug!(hosts = hosts.len(), "Windows push round starts");
         let outcomes = tokio::task::spawn_blocking(move || {
-            push::push_all(&hosts, &tree, &opts, &|o| tracing::info!(host = %o.host, ok = o.ok(), "{}", o.line()))
+            let keep_going = || leading.load(Ordering::SeqCst);
+            push::push_all(
+                &hosts,
+                &tree,
+                &opts,
+                &keep_going,
+                &|o| tracing::info!(host = %o.host, ok = o.ok(), "{}", o.line()),
+            )
         })
         .await
         .expect("the push task does not panic");
+        let not_started = outcomes.iter().filter(|o| o.status == HostStatus::NotStarted).count();
+        if not_started > 0 {
+            tracing::warn!(not_started, "round stopped: the Lease is lost or shutdown began; no new host started");
+        }
         let failed = outcomes.iter().filter(|o| !o.ok()).count();
         let written: usize = outcomes
             .iter()

@@ -221,6 +221,9 @@ pub struct RunArgs {
     /// Command to run after any file changed; split on whitespace and run without a shell.
     #[arg(long, value_name = "CMD")]
     pub on_change: Option<String>,
+    /// Kill --on-change (and every process it started) when it runs longer than this.
+    #[arg(long, value_name = "SECS", default_value_t = crate::agent::reload::DEFAULT_HOOK_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub hook_timeout: u64,
     /// Serve /healthz, /readyz and /metrics on this address (e.g. 0.0.0.0:9153).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
@@ -239,7 +242,7 @@ pub struct WindowsPushArgs {
     /// Instead of writing this node's files, keep the Windows hosts (the `windows-instances`
     /// ConfigMap and Nodes labelled kubernetes.io/os=windows) current over SSH. Needs --kube and the
     /// SSH flags of `push` (--identity, --known-hosts, ...).
-    #[arg(id = "windows_push", long = "windows-push", requires = "kube", conflicts_with_all = ["base", "reload_crio", "on_change"])]
+    #[arg(id = "windows_push", long = "windows-push", requires = "kube", conflicts_with_all = ["base", "reload_crio", "on_change", "hook_timeout"])]
     pub enabled: bool,
     /// Namespace of the `windows-instances` ConfigMap.
     #[arg(long, value_name = "NS", default_value = crate::source::windows_hosts::DEFAULT_NAMESPACE)]

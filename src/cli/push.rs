@@ -19,7 +19,7 @@ pub(super) fn push(args: &PushArgs) -> Result<ExitCode, Error> {
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} hosts  {elapsed}").expect("a valid template"),
     );
-    let outcomes = push::push_all(&hosts, &wanted, &opts, &|o| {
+    let outcomes = push::push_all(&hosts, &wanted, &opts, &|| true, &|o| {
         bar.suspend(|| println!("{}", o.line()));
         bar.inc(1);
     });

@@ -6,15 +6,8 @@ use crate::render::registries_conf;
 use serde::Serialize;
 use similar::TextDiff;
 
-/// One file `render` would write or remove.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub path: String,
-    /// `None`: the file does not exist yet.
-    pub old: Option<Vec<u8>>,
-    /// `None`: the file would be removed.
-    pub new: Option<Vec<u8>>,
-}
+/// One file `render` would write or remove, as the local sink's preview gives it.
+pub use crate::sink::local::Change;
 
 #[cfg(test)]
 mod tests {

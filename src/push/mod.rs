@@ -45,6 +45,9 @@ pub enum HostStatus {
         error: String,
         attempts: u32,
     },
+    /// Not started (or not retried): the round was told to stop (the pusher lost its Lease, or is
+    /// shutting down). A host being written when that happens finishes its atomic replace first.
+    NotStarted,
 }
 
 #[derive(Debug, Clone)]
@@ -56,7 +59,7 @@ pub struct HostOutcome {
 
 impl HostOutcome {
     pub fn ok(&self) -> bool {
-        !matches!(self.status, HostStatus::Failed { .. })
+        !matches!(self.status, HostStatus::Failed { .. } | HostStatus::NotStarted)
     }
 
     /// One line for the operator: host, result, time.
@@ -80,6 +83,7 @@ impl HostOutcome {
             HostStatus::Failed { error, attempts } => {
                 format!("{:<28} FAILED     {secs:.2}s  after {attempts} attempt(s): {error}", self.host.to_string())
             }
+            HostStatus::NotStarted => format!("{:<28} not pushed (the round was stopped)", self.host.to_string()),
         }
     }
 }
@@ -90,11 +94,13 @@ pub fn windows_tree(rendered: &FileSet) -> FileSet {
 }
 
 /// Pushes `wanted` to every host; `on_done` is called as each host finishes (from worker threads).
-/// Outcomes come back in inventory order.
+/// No host is started, and no retry made, once `keep_going` says false. Outcomes come back in
+/// inventory order.
 pub fn push_all(
     hosts: &[Host],
     wanted: &FileSet,
     opts: &PushOptions,
+    keep_going: &(dyn Fn() -> bool + Sync),
     on_done: &(dyn Fn(&HostOutcome) + Sync),
 ) -> Vec<HostOutcome> {
     let next = AtomicUsize::new(0);
@@ -107,7 +113,11 @@ pub fn push_all(
                     loop {
                         let i = next.fetch_add(1, Ordering::SeqCst);
                         let Some(host) = hosts.get(i) else { break };
-                        let outcome = push_one(host, wanted, opts);
+                        let outcome = if keep_going() {
+                            push_one(host, wanted, opts, keep_going)
+                        } else {
+                            HostOutcome { host: host.clone(), status: HostStatus::NotStarted, elapsed: Duration::ZERO }
+                        };
                         on_done(&outcome);
                         done.push((i, outcome));
                     }
@@ -121,7 +131,7 @@ pub fn push_all(
     outcomes.into_iter().map(|(_, o)| o).collect()
 }
 
-fn push_one(host: &Host, wanted: &FileSet, opts: &PushOptions) -> HostOutcome {
+fn push_one(host: &Host, wanted: &FileSet, opts: &PushOptions, keep_going: &(dyn Fn() -> bool + Sync)) -> HostOutcome {
     let start = Instant::now();
     let ssh_opts = SshOptions {
         port: opts.port,
@@ -147,6 +157,9 @@ fn push_one(host: &Host, wanted: &FileSet, opts: &PushOptions) -> HostOutcome {
                 tracing::info!(host = %host, attempts, error = %e, retry_in = ?delay, "push failed, will retry");
                 std::thread::sleep(delay);
                 delay = delay.saturating_mul(2);
+                if !keep_going() {
+                    break HostStatus::NotStarted;
+                }
             }
         }
     };

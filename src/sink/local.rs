@@ -38,12 +38,21 @@ fn err(path: &Path) -> impl FnOnce(io::Error) -> SinkError + '_ {
     move |source| SinkError { path: path.to_path_buf(), source }
 }
 
-/// What [`LocalSink::apply`] would change: per path, the bytes there now and the bytes wanted
-/// (`None`: no file), and the files someone else wrote that would be kept.
+/// What [`LocalSink::apply`] would change, and the files someone else wrote that would be kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Preview {
-    pub changes: Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>)>,
+    pub changes: Vec<Change>,
     pub kept_foreign: Vec<String>,
+}
+
+/// One file that would change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    /// `None`: the file does not exist yet.
+    pub old: Option<Vec<u8>>,
+    /// `None`: the file would be removed.
+    pub new: Option<Vec<u8>>,
 }
 
 pub struct LocalSink {
@@ -93,13 +102,13 @@ impl LocalSink {
                 owned::Action::Foreign => preview.kept_foreign.push(rel),
                 owned::Action::Write => {
                     let new = files.get(&rel).map(|f| f.contents.clone());
-                    preview.changes.push((rel.clone(), self.read(&rel)?, new));
+                    preview.changes.push(Change { old: self.read(&rel)?, path: rel, new });
                 }
             }
         }
         for rel in remove_files {
             if let Some(old) = self.read(&rel)? {
-                preview.changes.push((rel, Some(old), None));
+                preview.changes.push(Change { path: rel, old: Some(old), new: None });
             }
         }
         Ok(preview)

@@ -10,6 +10,8 @@ use crate::model::{
     pull_secret, ConfigMap, Image, ImageContentSourcePolicy, ImageDigestMirrorSet, ImageTagMirrorSet, Inputs, Secret,
 };
 use crate::policy::cas;
+use crate::tasks::Tasks;
+use crate::text::truncate_at_char;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
@@ -22,6 +24,14 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+
+/// An Event's note is at most 1 KiB; longer notes are cut at a character boundary.
+const MAX_NOTE_BYTES: usize = 1000;
+
+/// A client from the in-cluster config or KUBECONFIG; failing is not the input's fault (exit 1).
+pub async fn client() -> Result<Client, Error> {
+    Client::try_default().await.map_err(|e| Error::Runtime(format!("cannot reach the Kubernetes API: {e}")))
+}
 
 /// The node annotation that says which files (by hash) the agent applied.
 pub const POLICY_HASH_ANNOTATION: &str = "mirrorconf.io/applied-policy-hash";
@@ -40,19 +50,24 @@ pub struct Cluster {
     last_annotated: Arc<Mutex<Option<String>>>,
 }
 
-pub(crate) fn spawn_reflector<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    triggers: mpsc::Sender<()>,
-    metrics: Arc<Metrics>,
-) -> Store<K>
+/// What every watcher needs: where its task is supervised, whom to tell of a change, what to count.
+#[derive(Clone)]
+pub struct Watching {
+    pub tasks: Tasks,
+    pub triggers: mpsc::Sender<()>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub(crate) fn spawn_reflector<K>(api: Api<K>, config: watcher::Config, watching: &Watching) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    tokio::spawn(async move {
+    let (triggers, metrics) = (watching.triggers.clone(), Arc::clone(&watching.metrics));
+    let name = format!("watch {}", K::kind(&K::DynamicType::default()));
+    watching.tasks.spawn(&name, async move {
         let mut stream = std::pin::pin!(stream);
         let mut lists = 0u64;
         while let Some(event) = stream.next().await {
@@ -86,37 +101,30 @@ where
 }
 
 impl Cluster {
-    /// Connects with the in-cluster config or KUBECONFIG and starts every watcher.
-    pub async fn start(triggers: mpsc::Sender<()>, metrics: Arc<Metrics>, windows: bool) -> Result<Cluster, Error> {
-        let client =
-            Client::try_default().await.map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
-        Ok(Self::with_client(client, triggers, metrics, windows))
+    /// Connects with the in-cluster config or KUBECONFIG and starts every watcher. `pull_secret`:
+    /// also watch the cluster pull secret (the hosts.toml targets turn it into headers).
+    pub async fn start(watching: &Watching, pull_secret: bool) -> Result<Cluster, Error> {
+        let client = client().await?;
+        Ok(Self::with_client(client, watching, pull_secret))
     }
 
-    pub fn with_client(client: Client, triggers: mpsc::Sender<()>, metrics: Arc<Metrics>, windows: bool) -> Cluster {
+    pub fn with_client(client: Client, watching: &Watching, pull_secret: bool) -> Cluster {
         let cfg = watcher::Config::default;
         let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
-        let t = || triggers.clone();
-        let m = || Arc::clone(&metrics);
+        let w = watching;
         Cluster {
-            digest_sets: spawn_reflector(Api::all(client.clone()), cfg(), t(), m()),
-            tag_sets: spawn_reflector(Api::all(client.clone()), cfg(), t(), m()),
-            content_source_policies: spawn_reflector(Api::all(client.clone()), cfg(), t(), m()),
-            images: spawn_reflector(Api::all(client.clone()), by_name("cluster"), t(), m()),
-            config_maps: spawn_reflector(Api::namespaced(client.clone(), cas::CA_NAMESPACE), cfg(), t(), m()),
+            digest_sets: spawn_reflector(Api::all(client.clone()), cfg(), w),
+            tag_sets: spawn_reflector(Api::all(client.clone()), cfg(), w),
+            content_source_policies: spawn_reflector(Api::all(client.clone()), cfg(), w),
+            images: spawn_reflector(Api::all(client.clone()), by_name("cluster"), w),
+            config_maps: spawn_reflector(Api::namespaced(client.clone(), cas::CA_NAMESPACE), cfg(), w),
             registry_certificates: spawn_reflector(
                 Api::namespaced(client.clone(), cas::MERGED_NAMESPACE),
                 by_name(cas::MERGED_NAME),
-                t(),
-                m(),
+                w,
             ),
-            secrets: windows.then(|| {
-                spawn_reflector(
-                    Api::namespaced(client.clone(), pull_secret::NAMESPACE),
-                    by_name(pull_secret::NAME),
-                    t(),
-                    m(),
-                )
+            secrets: pull_secret.then(|| {
+                spawn_reflector(Api::namespaced(client.clone(), pull_secret::NAMESPACE), by_name(pull_secret::NAME), w)
             }),
             node_name: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
             last_annotated: Arc::new(Mutex::new(None)),
@@ -190,7 +198,7 @@ impl Cluster {
                             .map(|e| e.trim_start_matches(&prefix))
                             .collect::<Vec<_>>()
                             .join("; ");
-                        note.truncate(1000);
+                        truncate_at_char(&mut note, MAX_NOTE_BYTES);
                         let event = Event {
                             type_: EventType::Warning,
                             reason: "InvalidMirrorPolicy".into(),

@@ -2,16 +2,13 @@
 //! (as `push --inventory` reads it) plus every Node labelled `kubernetes.io/os=windows`, reached at
 //! its InternalIP as a default user. A host listed in both is taken from the ConfigMap.
 
-use crate::agent::metrics::Metrics;
 use crate::model::ConfigMap;
 use crate::push::inventory::{self, EntryError, Host};
-use crate::source::kube::spawn_reflector;
+use crate::source::kube::{spawn_reflector, Watching};
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Where the Windows Machine Config Operator keeps `windows-instances`.
 pub const DEFAULT_NAMESPACE: &str = "openshift-windows-machine-config-operator";
@@ -25,23 +22,12 @@ pub struct WindowsHosts {
 }
 
 impl WindowsHosts {
-    pub fn start(
-        client: &Client,
-        namespace: &str,
-        default_user: &str,
-        triggers: mpsc::Sender<()>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn start(client: &Client, namespace: &str, default_user: &str, watching: &Watching) -> Self {
         let by_name = watcher::Config::default().fields(&format!("metadata.name={}", inventory::CONFIG_MAP_NAME));
         let windows = watcher::Config::default().labels(WINDOWS_NODE_SELECTOR);
         WindowsHosts {
-            inventory: spawn_reflector(
-                Api::namespaced(client.clone(), namespace),
-                by_name,
-                triggers.clone(),
-                Arc::clone(&metrics),
-            ),
-            nodes: spawn_reflector(Api::all(client.clone()), windows, triggers, metrics),
+            inventory: spawn_reflector(Api::namespaced(client.clone(), namespace), by_name, watching),
+            nodes: spawn_reflector(Api::all(client.clone()), windows, watching),
             default_user: default_user.to_string(),
         }
     }

@@ -1,0 +1,28 @@
+//! Small text helpers shared by the edges.
+
+/// Cuts `s` to at most `max` bytes without splitting a character (`String::truncate` panics
+/// there, and cluster text is any UTF-8).
+pub fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_at_a_character_boundary() {
+        for text in ["é".repeat(600), "a".repeat(999) + "€€", "x".repeat(10)] {
+            let mut cut = text.clone();
+            truncate_at_char(&mut cut, 1000);
+            assert!(cut.len() <= 1000 && text.starts_with(&cut));
+            assert!(cut.len() > 996 || cut == text, "{}", cut.len());
+        }
+    }
+}
