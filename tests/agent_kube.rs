@@ -47,6 +47,10 @@ impl Drop for Agent {
 
 impl Agent {
     fn start(api: &FakeApi) -> Agent {
+        Self::start_with(api, &[])
+    }
+
+    fn start_with(api: &FakeApi, extra: &[&str]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let root = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -57,6 +61,7 @@ impl Agent {
             .args(["run", "--kube", "--root"])
             .arg(root.path())
             .args(["--listen", &addr.to_string()])
+            .args(extra)
             .env("KUBECONFIG", &kubeconfig)
             .env("NODE_NAME", "node-1")
             .env("RUST_LOG", "mirrorconf=debug")
@@ -150,4 +155,31 @@ fn the_cluster_source_follows_the_api() {
     api.apply(idms("broken", "quay.io/broken", "fixed.corp/broken"));
     // The recovery is logged too; that line comes after the files.
     wait_until(10, "recovery", || a.conf().contains("fixed.corp/broken") && rendered(a.log()) > renders_logged);
+}
+
+#[test]
+fn containerd_nodes_get_the_pull_secret_and_a_multibyte_event_note_kills_nothing() {
+    use base64::Engine;
+    let api = FakeApi::start();
+    api.apply(idms("team", "quay.io/team", "mirror.corp/team"));
+    let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3cret-token");
+    let config = json!({"auths": {"mirror.corp": {"auth": auth}}}).to_string();
+    api.apply(json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                     "metadata": {"name": "pull-secret", "namespace": "openshift-config"},
+                     "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)}}));
+    let a = Agent::start_with(&api, &["--target", "containerd"]);
+    let hosts = a.root.path().join("etc/containerd/certs.d/quay.io/hosts.toml");
+    wait_until(10, "the pull secret's header in hosts.toml", || {
+        fs::read_to_string(&hosts).is_ok_and(|t| t.contains(&format!("authorization = \"Basic {auth}\"")))
+    });
+
+    // An Event note of two-byte characters, cut at 1000 bytes: byte 1000 falls inside one.
+    api.apply(idms("wide", "quay.io/wide", &"é".repeat(600)));
+    wait_until(10, "the Event for the wide note", || api.events().iter().any(|e| e["regarding"]["name"] == "wide"));
+    let note = api.events().into_iter().find(|e| e["regarding"]["name"] == "wide").unwrap()["note"].clone();
+    assert!(note.as_str().unwrap().len() <= 1000, "{note}");
+    // The reporter is still alive: the next refusal gets its Event too, and the agent is healthy.
+    api.apply(idms("after", "quay.io/after", "Not A Mirror"));
+    wait_until(10, "the next Event", || api.events().iter().any(|e| e["regarding"]["name"] == "after"));
+    assert_eq!(http_get(a.addr, "/healthz").map(|(s, _)| s), Some(200));
 }
