@@ -15,7 +15,7 @@ use toml_edit::DocumentMut;
 const POLICY: &str = "apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {name: d}\nspec:\n  imageDigestMirrors:\n  - source: quay.io/team\n    mirrors: [m.local/team]\n---\napiVersion: config.openshift.io/v1\nkind: ImageTagMirrorSet\nmetadata: {name: t}\nspec:\n  imageTagMirrors:\n  - source: quay.io/team/app\n    mirrors: [t.local/app]\n---\napiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {name: cluster}\nspec:\n  registrySources:\n    blockedRegistries: [quay.io/team/blocked]\n    containerRuntimeSearchRegistries: [quay.io]\n";
 
 fn base(text: &str) -> Base {
-    Base { text: text.to_string(), origin: "fuzz-base.conf".into(), adopt: false }
+    Base::from_text(text, "fuzz-base.conf")
 }
 
 fn assert_sane(inputs: &Inputs, policy: &Policy, base_text: &str) {

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 /// Where the node's original registries.conf is kept once adopted, relative to the root.
 pub const ADOPTED_BASE_PATH: &str = "var/lib/mirrorconf/base/registries.conf";
+/// Where the node's original policy.json is kept once adopted, relative to the root.
+pub const ADOPTED_POLICY_JSON_PATH: &str = "var/lib/mirrorconf/base/policy.json";
+/// The largest policy.json read from a node.
+const MAX_POLICY_JSON_BYTES: u64 = 1 << 20;
 
 /// Loads and validates every manifest under `paths`.
 pub fn load_policy<P: AsRef<Path>>(paths: &[P]) -> Result<(Inputs, Policy), Error> {
@@ -28,12 +32,50 @@ pub struct Base {
     pub origin: PathBuf,
     /// Set when this run adopts the node's file: it must be saved under [`ADOPTED_BASE_PATH`].
     pub adopt: bool,
+    /// The node's own policy.json, kept the same way (`None`: the node has none).
+    pub policy_json: Option<OwnFile>,
+}
+
+/// A node file mirrorconf edits, as the node had it before mirrorconf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnFile {
+    pub text: String,
+    pub origin: PathBuf,
+    /// Set when this run adopts it (saves it under var/lib/mirrorconf/base/).
+    pub adopt: bool,
+}
+
+impl Base {
+    /// A registries.conf base given as text (no policy.json).
+    pub fn from_text(text: impl Into<String>, origin: impl Into<PathBuf>) -> Base {
+        Base { text: text.into(), origin: origin.into(), adopt: false, policy_json: None }
+    }
+}
+
+/// The node's policy.json as the base: the copy adopted earlier; else the node's current file if
+/// mirrorconf did not write it (adopted now); else none (the node had none before mirrorconf).
+fn resolve_policy_json(root: &Path, owned: &crate::sink::Manifest) -> Result<Option<OwnFile>, Error> {
+    let read = |path: &Path| {
+        let bytes = crate::sink::local::read_bounded(path, MAX_POLICY_JSON_BYTES)?;
+        bytes
+            .map(|b| String::from_utf8(b).map_err(|_| Error::Usage(format!("{}: not UTF-8 text", path.display()))))
+            .transpose()
+    };
+    let adopted = root.join(ADOPTED_POLICY_JSON_PATH);
+    if let Some(text) = read(&adopted)? {
+        return Ok(Some(OwnFile { text, origin: adopted, adopt: false }));
+    }
+    if owned.files.contains_key(render::policy_json::PATH) {
+        return Ok(None);
+    }
+    let current = root.join(render::policy_json::PATH);
+    Ok(read(&current)?.map(|text| OwnFile { text, origin: current, adopt: true }))
 }
 
 /// Reads the file `--base` names.
 pub fn read_base(path: &Path) -> Result<Base, Error> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Base { text, origin: path.to_path_buf(), adopt: false }),
+        Ok(text) => Ok(Base::from_text(text, path)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             Err(Error::Usage(format!("--base {}: no such file", path.display())))
         }
@@ -51,21 +93,22 @@ pub fn resolve_base(root: &Path, explicit: Option<&Path>, sink: &LocalSink) -> R
             Err(source) => Err(Error::Read { path: path.to_path_buf(), source }),
         }
     };
+    let owned = sink.manifest()?.0;
+    let policy_json = resolve_policy_json(root, &owned)?;
     if let Some(path) = explicit {
-        return read_base(path);
+        return Ok(Base { policy_json, ..read_base(path)? });
     }
     let adopted = root.join(ADOPTED_BASE_PATH);
     if let Some(text) = read(&adopted)? {
-        return Ok(Base { text, origin: adopted, adopt: false });
+        return Ok(Base { text, origin: adopted, adopt: false, policy_json });
     }
     let current = root.join(render::registries_conf::PATH);
-    let ours = sink.manifest()?.0.files.contains_key(render::registries_conf::PATH);
-    if !ours {
+    if !owned.files.contains_key(render::registries_conf::PATH) {
         if let Some(text) = read(&current)? {
-            return Ok(Base { text, origin: current, adopt: true });
+            return Ok(Base { text, origin: current, adopt: true, policy_json });
         }
     }
-    Ok(Base { text: String::new(), origin: adopted, adopt: true })
+    Ok(Base { text: String::new(), origin: adopted, adopt: true, policy_json })
 }
 
 /// Everything `render` does: load, validate, render, and only then write. On invalid input nothing
@@ -84,11 +127,22 @@ pub fn render_to_root<P: AsRef<Path>>(
 /// with whatever its source currently holds).
 pub fn apply_inputs(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: &[Target]) -> Result<Rendered, Error> {
     let Prepared { policy, sink, base, files } = prepare(inputs, root, base, targets)?;
-    if let Some(base) = base.as_ref().filter(|b| b.adopt) {
-        let path = root.join(ADOPTED_BASE_PATH);
-        std::fs::create_dir_all(path.parent().expect("has a parent"))
-            .and_then(|()| write_atomic(&path, base.text.as_bytes(), 0o644))
-            .map_err(|source| Error::Write { path, source })?;
+    if let Some(base) = &base {
+        let adopt = [
+            (base.adopt, ADOPTED_BASE_PATH, Some(&base.text)),
+            (
+                base.policy_json.as_ref().is_some_and(|p| p.adopt),
+                ADOPTED_POLICY_JSON_PATH,
+                base.policy_json.as_ref().map(|p| &p.text),
+            ),
+        ];
+        for (_, rel, text) in adopt.into_iter().filter(|(adopt, _, _)| *adopt) {
+            let path = root.join(rel);
+            let text = text.expect("an adopted file has text");
+            std::fs::create_dir_all(path.parent().expect("has a parent"))
+                .and_then(|()| write_atomic(&path, text.as_bytes(), 0o644))
+                .map_err(|source| Error::Write { path, source })?;
+        }
     }
     let report = sink.apply(&files)?;
     Ok(Rendered { policy, report, files })
@@ -128,10 +182,18 @@ pub fn render_files(
     base: Option<&Base>,
     targets: &[Target],
 ) -> Result<FileSet, Error> {
-    let node = NodeInputs { inputs, policy, base_registries_conf: base.map_or("", |b| b.text.as_str()) };
+    let node = NodeInputs {
+        inputs,
+        policy,
+        base_registries_conf: base.map_or("", |b| b.text.as_str()),
+        base_policy_json: base.and_then(|b| b.policy_json.as_ref()).map(|p| p.text.as_str()),
+    };
     render::render(targets, &node).map_err(|e| match (e, base) {
         (render::RenderError::RegistriesConf(inner), Some(b)) => {
             Error::Base { path: b.origin.clone(), source: render::RenderError::RegistriesConf(inner) }
+        }
+        (render::RenderError::PolicyJson(inner), Some(Base { policy_json: Some(p), .. })) => {
+            Error::Base { path: p.origin.clone(), source: render::RenderError::PolicyJson(inner) }
         }
         (e, _) => Error::Render(e),
     })

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::contents;
 use common::sshd::OneHost;
+use common::{contents, tree};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -85,7 +85,7 @@ fn assert_old_or_new(
 }
 
 fn assert_no_temp_files(root: &Path, at: &str) {
-    let debris: Vec<String> = contents(root).into_keys().filter(|p| is_temp(p)).collect();
+    let debris: Vec<String> = tree(root).into_iter().filter(|p| is_temp(p)).collect();
     assert!(debris.is_empty(), "{at}: temp files left after a successful run: {debris:?}");
 }
 
@@ -93,8 +93,8 @@ fn assert_no_temp_files(root: &Path, at: &str) {
 fn renders_killed_at_random_points_never_leave_a_partial_file_or_debris() {
     let dir = tempfile::tempdir().unwrap();
     let (a_m, b_m) = (
-        manifests(dir.path(), "a.yaml", 300, "mirror-a.local"),
-        manifests(dir.path(), "b.yaml", 300, "mirror-b.local"),
+        manifests(dir.path(), "a.yaml", 150, "mirror-a.local"),
+        manifests(dir.path(), "b.yaml", 150, "mirror-b.local"),
     );
     let render = |m: &Path, root: &Path| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirrorconf"));

@@ -110,7 +110,8 @@ async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &M
             }
             let changed = report.changed();
             if changed && !settings.reload.is_empty() {
-                let conf_paths = [registries_conf::PATH, registries_conf::SEARCH_DROP_IN_PATH];
+                let conf_paths =
+                    [registries_conf::PATH, registries_conf::SEARCH_DROP_IN_PATH, crate::render::policy_json::PATH];
                 let registries_changed =
                     report.written.iter().chain(&report.removed).any(|p| conf_paths.contains(&p.as_str()));
                 metrics.reloads.inc();

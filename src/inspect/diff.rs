@@ -35,6 +35,8 @@ pub struct Report {
     pub files: Vec<FileDiff>,
     /// For registries.conf and its search drop-in, when either changes.
     pub registries_conf: Option<RegistriesConfImpact>,
+    /// For policy.json (allowed and blocked registries), when it changes.
+    pub policy_json: Option<RegistriesConfImpact>,
     /// Files someone else wrote that `render` would leave as they are.
     pub kept_foreign: Vec<String>,
 }
@@ -111,8 +113,18 @@ pub fn report(changes: &[Change], kept_foreign: Vec<String>) -> Result<Report, S
             });
         }
     }
+    // The MCO applies a policy.json change with a CRI-O reload, without a drain.
+    let policy_json = conf(crate::render::policy_json::PATH).map(|c| RegistriesConfImpact {
+        mco: Disruption::Reload,
+        reasons: vec![format!(
+            "{} the signature policy (allowed and blocked registries)",
+            if c.new.is_none() { "removes" } else { "changes" }
+        )],
+        mirrorconf: "writes the file atomically and reloads CRI-O (SIGHUP): no drain, no reboot",
+    });
     Ok(Report {
         files,
+        policy_json,
         registries_conf: impact.map(|c| RegistriesConfImpact {
             mco: c.mco,
             reasons: c.reasons,
@@ -138,6 +150,13 @@ impl Report {
                 Disruption::DrainAndReboot => "cordon, drain and reboot every node",
             };
             out.push_str(&format!("\nregistries.conf: the Machine Config Operator would do: {mco}\n"));
+            for r in &i.reasons {
+                out.push_str(&format!("  - {r}\n"));
+            }
+            out.push_str(&format!("mirrorconf: {}\n", i.mirrorconf));
+        }
+        if let Some(i) = &self.policy_json {
+            out.push_str("\npolicy.json: the Machine Config Operator would do: a CRI-O reload, no drain\n");
             for r in &i.reasons {
                 out.push_str(&format!("  - {r}\n"));
             }

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod hosts_toml;
+pub mod policy_json;
 pub mod registries_conf;
 
 use crate::fileset::{FileSet, PathError, MODE_PRIVATE, MODE_PUBLIC};
@@ -30,6 +31,8 @@ pub enum RenderError {
     Path(#[from] PathError),
     #[error(transparent)]
     HostsToml(#[from] hosts_toml::HostsError),
+    #[error(transparent)]
+    PolicyJson(#[from] policy_json::PolicyJsonError),
 }
 
 /// What renderers read besides the policy.
@@ -38,6 +41,8 @@ pub struct NodeInputs<'a> {
     pub policy: &'a Policy,
     /// The node's original registries.conf (empty when there was none).
     pub base_registries_conf: &'a str,
+    /// The node's original policy.json (`None` when there was none).
+    pub base_policy_json: Option<&'a str>,
 }
 
 /// Renders every file for the given targets.
@@ -52,6 +57,10 @@ pub fn render(targets: &[Target], node: &NodeInputs<'_>) -> Result<FileSet, Rend
                 files.insert_taking_over(registries_conf::PATH, conf, MODE_PUBLIC)?;
                 if let Some(drop_in) = registries_conf::render_search_drop_in(node.policy) {
                     files.insert_taking_over(registries_conf::SEARCH_DROP_IN_PATH, drop_in, MODE_PUBLIC)?;
+                }
+                // Like registries.conf, the node's own policy.json is the base.
+                if let Some(policy_json) = policy_json::render(node.policy, node.base_policy_json)? {
+                    files.insert_taking_over(policy_json::PATH, policy_json, MODE_PUBLIC)?;
                 }
                 for (path, pem) in certs::docker_certs_d(node.policy) {
                     files.insert(path, pem, MODE_PUBLIC)?;
