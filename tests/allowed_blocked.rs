@@ -1,0 +1,123 @@
+//! `Image/cluster` allowedRegistries and blockedRegistries, proved with the real clients that enforce
+//! them: skopeo (containers/image) with the rendered policy.json, on live registries on loopback.
+
+mod common;
+
+use common::{mirrorconf, oci_image, push_image, require_tool, Registry};
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn manifests(list: &str, scopes: &[&str], insecure: &[&str]) -> String {
+    let quote = |v: &[&str]| v.iter().map(|h| format!("'{h}'")).collect::<Vec<_>>().join(", ");
+    format!(
+        "apiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {{name: cluster}}\nspec:\n  registrySources:\n    insecureRegistries: [{}]\n    {list}: [{}]\n",
+        quote(insecure),
+        quote(scopes)
+    )
+}
+
+fn render(dir: &Path, root: &Path, text: &str, target: &str) -> Output {
+    let m = dir.join("m.yaml");
+    fs::write(&m, text).unwrap();
+    mirrorconf(&["render", "--manifests", m.to_str().unwrap(), "--root", root.to_str().unwrap(), "--target", target])
+}
+
+/// `skopeo copy` of `reference` into a fresh folder, with the rendered policy and registries.conf.
+fn copy(root: &Path, reference: &str) -> Output {
+    copy_with(root, &root.join("etc/containers/registries.conf"), reference)
+}
+
+/// The same with another registries.conf: the signature policy alone decides.
+fn copy_with(root: &Path, registries_conf: &Path, reference: &str) -> Output {
+    let dest = tempfile::tempdir().unwrap();
+    Command::new(require_tool("skopeo"))
+        .env("HOME", root)
+        .args(["--command-timeout", "60s", "--policy"])
+        .arg(root.join("etc/containers/policy.json"))
+        .arg("--registries-conf")
+        .arg(registries_conf)
+        .args(["copy", &format!("docker://{reference}")])
+        .arg(format!("dir:{}", dest.path().join("image").display()))
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn skopeo_pulls_only_what_the_rendered_policy_json_allows() {
+    let image = oci_image();
+    let allowed = Registry::start("127.0.0.1", None);
+    let outside = Registry::start("127.0.0.2", None);
+    for r in [&allowed, &outside] {
+        push_image(&image, &format!("{}/team/app:v1", r.host()), &[]);
+    }
+    let hosts = [allowed.host(), outside.host()];
+    let insecure: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    // Layer downloads (the pushes above only asked with HEAD).
+    let blob = |r: &Registry| r.requests().iter().any(|q| q.starts_with("GET /v2/team/app/blobs/"));
+
+    // allowedRegistries: the allowed registry serves the pull; the one outside is refused by the
+    // signature policy before any layer is fetched.
+    let out = render(dir.path(), &root, &manifests("allowedRegistries", &[&allowed.host()], &insecure), "linux");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ok = copy(&root, &format!("{}/team/app:v1", allowed.host()));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(blob(&allowed), "allowed registry log: {:?}", allowed.requests());
+    let refused = copy(&root, &format!("{}/team/app:v1", outside.host()));
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("rejected"), "{}", stderr(&refused));
+    assert!(!blob(&outside), "a refused image's layers were fetched: {:?}", outside.requests());
+
+    // blockedRegistries: the reverse. registries.conf blocks the registry too (`blocked = true`), so
+    // the signature policy is checked alone, with a registries.conf that only marks both insecure.
+    let out = render(dir.path(), &root, &manifests("blockedRegistries", &[&outside.host()], &insecure), "linux");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let refused = copy(&root, &format!("{}/team/app:v1", outside.host()));
+    assert!(!refused.status.success(), "the rendered files let a blocked registry through");
+    let plain = dir.path().join("insecure-only.conf");
+    let tables: String = hosts.iter().map(|h| format!("[[registry]]\nlocation = \"{h}\"\ninsecure = true\n")).collect();
+    fs::write(&plain, tables).unwrap();
+    let refused = copy_with(&root, &plain, &format!("{}/team/app:v1", outside.host()));
+    assert!(!refused.status.success(), "policy.json let a blocked registry through");
+    assert!(stderr(&refused).contains("rejected"), "{}", stderr(&refused));
+    assert!(!blob(&outside), "a blocked image's layers were fetched: {:?}", outside.requests());
+    assert!(copy(&root, &format!("{}/team/app:v1", allowed.host())).status.success());
+    assert!(copy_with(&root, &plain, &format!("{}/team/app:v1", allowed.host())).status.success());
+}
+
+#[test]
+fn the_nodes_policy_json_is_adopted_and_given_back_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let own = "{\"default\": [{\"type\": \"insecureAcceptAnything\"}],\n \"transports\": {\"oci\": {\"\": [{\"type\": \"insecureAcceptAnything\"}]}}}\n";
+    fs::create_dir_all(root.join("etc/containers")).unwrap();
+    fs::write(root.join("etc/containers/policy.json"), own).unwrap();
+    let policy_json = || fs::read_to_string(root.join("etc/containers/policy.json")).ok();
+
+    assert!(render(dir.path(), &root, &manifests("blockedRegistries", &["bad.example.com"], &[]), "linux")
+        .status
+        .success());
+    let doc: serde_json::Value = serde_json::from_str(&policy_json().unwrap()).unwrap();
+    assert_eq!(doc["transports"]["docker"]["bad.example.com"][0]["type"], "reject");
+    assert_eq!(doc["transports"]["oci"][""][0]["type"], "insecureAcceptAnything");
+    assert_eq!(fs::read_to_string(root.join("var/lib/mirrorconf/base/policy.json")).unwrap(), own);
+
+    // Both lists gone: the node's own file, byte for byte.
+    assert!(render(dir.path(), &root, &manifests("blockedRegistries", &[], &[]), "linux").status.success());
+    assert_eq!(policy_json().as_deref(), Some(own));
+
+    // A node without a policy.json gets one while a list is set, and none once it is not.
+    let bare = dir.path().join("bare");
+    assert!(render(dir.path(), &bare, &manifests("allowedRegistries", &["a.example.com"], &[]), "linux")
+        .status
+        .success());
+    assert!(bare.join("etc/containers/policy.json").is_file());
+    assert!(render(dir.path(), &bare, &manifests("allowedRegistries", &[], &[]), "linux").status.success());
+    assert!(!bare.join("etc/containers/policy.json").exists());
+}
