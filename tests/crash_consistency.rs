@@ -1,7 +1,8 @@
 //! Crash consistency: `render` and `push` killed (SIGKILL) at points spread over a whole run, and a
-//! real full disk (a small tmpfs; where mounting is not allowed, a file-size limit that makes the
-//! kernel fail the write the same way). Every target file must be the old or the new version, never
-//! partial, and the next run must converge and still own what it wrote.
+//! real full disk (a small tmpfs, which must mount when running as root; only without root, a
+//! file-size limit that makes the kernel fail the write the same way, said on stderr). Every target
+//! file must be the old or the new version, never partial, and the next run must converge and still
+//! own what it wrote.
 
 mod common;
 
@@ -106,20 +107,43 @@ fn render_killed_anywhere_leaves_every_file_old_or_new_and_the_next_run_converge
     assert!(interrupted > 0, "no kill landed inside a run (a whole run took {full:?})");
 }
 
-/// A tmpfs of `size` mounted on `dir`, unmounted on drop; `None` where mounting is not allowed.
+/// A tmpfs of `size` mounted on `dir`, unmounted on drop. As root (CI runs as root) mounting must
+/// work, and a failure fails the test; only without root is `None` returned, and a line says so.
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
+        if !running_as_root() {
+            // Straight to stderr, past the test harness's capture, so a passing run shows it too.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "crash_consistency: not root, so no tmpfs: a full disk is simulated with RLIMIT_FSIZE (EFBIG) instead"
+            );
+            return None;
+        }
+        let out = Command::new(common::require_tool("mount"))
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
-            .status()
-            .ok()?
-            .success();
-        ok.then(|| Tmpfs(dir.to_path_buf()))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+        assert!(
+            out.status.success(),
+            "running as root, yet mounting a {size} tmpfs on {} failed ({}): {}",
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Tmpfs(dir.to_path_buf()))
     }
+}
+
+/// Whether the effective user id is 0 (the second field of `Uid:` in /proc/self/status).
+fn running_as_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).expect("a Uid: line in /proc/self/status");
+    uid.split_whitespace().nth(1) == Some("0")
 }
 
 impl Drop for Tmpfs {

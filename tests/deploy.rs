@@ -2,6 +2,8 @@
 //! what the agent writes, RBAC stays least-privilege, the systemd unit is hardened.
 //! `MIRRORCONF_BLESS=1 cargo test --test deploy` regenerates deploy/crds/ from the types.
 
+use clap::Parser;
+use mirrorconf::cli::{Cli, Command, RunArgs};
 use serde_yaml_ng::Value;
 use std::fs;
 use std::path::Path;
@@ -34,10 +36,20 @@ fn args_of(container: &Value) -> Vec<&str> {
     container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect()
 }
 
-/// The container's arguments parse (an unknown or conflicting flag would stop the pod at once).
-fn assert_args_parse(args: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorconf")).args(args).arg("--help").output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+/// The arguments as the image's entrypoint, `mirrorconf`, parses them. (`--help` is no check:
+/// clap prints help before it looks for conflicting or missing flags.)
+fn parse_args(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("mirrorconf").chain(args.iter().copied()))
+}
+
+/// The container's arguments parse to `run` (an unknown, missing or conflicting flag would stop the
+/// pod at once).
+fn assert_args_parse(args: &[&str]) -> RunArgs {
+    match parse_args(args) {
+        Ok(Cli { command: Command::Run(run), .. }) => run,
+        Ok(other) => panic!("{args:?} parses, but not to `run`: {other:?}"),
+        Err(e) => panic!("{args:?} does not parse:\n{e}"),
+    }
 }
 
 /// Every resource the manifest's ClusterRole names: what it may touch cluster-wide.
@@ -92,7 +104,8 @@ fn the_daemonset_mounts_exactly_what_the_agent_writes() {
     assert!(c["resources"]["requests"]["memory"].as_str().is_some());
     let args = args_of(c);
     assert!(args.starts_with(&["run", "--kube"]), "{args:?}");
-    assert_args_parse(&args);
+    let run = assert_args_parse(&args);
+    assert_eq!(run.root.as_deref(), Some(Path::new("/host")), "{args:?}");
     for mount in c["volumeMounts"].as_sequence().unwrap() {
         assert!(mount["mountPath"].as_str().unwrap().starts_with("/host/"), "mounted under --root /host");
     }
@@ -112,7 +125,8 @@ fn the_containerd_daemonset_mounts_exactly_the_certs_d_tree() {
     let c = &pod["containers"][0];
     let args = args_of(c);
     assert!(args.windows(2).any(|w| w == ["--target", "containerd"]) && !args.contains(&"--reload-crio"), "{args:?}");
-    assert_args_parse(&args);
+    let run = assert_args_parse(&args);
+    assert_eq!(run.root.as_deref(), Some(Path::new("/host")), "{args:?}");
     // Each mount holds what `render --target containerd` writes under --root /host.
     let dir = tempfile::tempdir().unwrap();
     let m = repo("examples/manifests");
@@ -169,7 +183,12 @@ fn the_windows_pusher_is_one_replica_with_least_privilege() {
     let c = &pod["containers"][0];
     let args = args_of(c);
     assert!(args.starts_with(&["run", "--kube", "--windows-push"]), "{args:?}");
-    assert_args_parse(&args);
+    let run = assert_args_parse(&args);
+    assert!(run.windows_push.enabled);
+    // --identity and --known-hosts are only required once pushing starts, so check them here.
+    if let Err(e) = run.ssh.options() {
+        panic!("{args:?}: {e}");
+    }
     let ns_roles: Vec<&Value> = find(&all, "Role");
     let inventory =
         ns_roles.iter().find(|r| r["metadata"]["namespace"] == "openshift-windows-machine-config-operator").unwrap();
@@ -239,5 +258,31 @@ fn the_systemd_unit_is_hardened_and_runs_the_agent() {
         assert!(unit.lines().any(|l| l.trim() == line), "missing {line:?}");
     }
     let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
-    assert!(exec.contains(" run ") && exec.contains("--root /"), "{exec}");
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    let run = assert_args_parse(&args);
+    assert_eq!(run.root.as_deref(), Some(Path::new("/")), "{exec}");
+}
+
+/// What the argument checks above catch: the shipped arguments plus one flag that clashes with
+/// them. Each of these would make the agent exit at start, and each passed the old `--help` check.
+#[test]
+fn a_conflicting_flag_in_a_manifest_fails_the_argument_check() {
+    let container_args = |p: &str, kind: &str| -> Vec<String> {
+        let all = docs(p);
+        let c = &find(&all, kind)[0]["spec"]["template"]["spec"]["containers"][0];
+        args_of(c).into_iter().map(String::from).collect()
+    };
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("deploy/windows-push.yaml", "Deployment", &["--reload-crio"]),
+        ("deploy/windows-push.yaml", "Deployment", &["--on-change", "true"]),
+        ("deploy/daemonset.yaml", "DaemonSet", &["--manifests", "/etc/mirrorconf/manifests"]),
+        ("deploy/daemonset-containerd.yaml", "DaemonSet", &["--windows-push"]),
+    ];
+    for (p, kind, extra) in cases {
+        let mut args = container_args(p, kind);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e = parse_args(&args).expect_err(&format!("{p}: {args:?} was accepted"));
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{p}: {args:?}: {e}");
+    }
 }

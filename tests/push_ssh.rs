@@ -384,3 +384,82 @@ fn a_server_without_posix_rename_still_gets_whole_files() {
     assert!(moved_aside, "no move aside: posix-rename was used although the server refused it");
     assert!(tree(&fleet.remote(0)).iter().all(|p| !p.contains("mirrorconf-old") && !p.contains("mirrorconf-tmp")));
 }
+
+/// One sshd with ECDSA, ed25519 and RSA host keys (as a Windows host has), and a known_hosts file
+/// that pins it by the given lines only.
+fn host_with_three_host_keys() -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let key = client_key(dir.path());
+    let port = common_free_port(&["127.0.0.2"]);
+    let host = Sshd::start_with_host_keys("127.0.0.2", port, &dir.path().join("h"), &key, &["ecdsa", "ed25519", "rsa"]);
+    let fleet = Fleet { dir, key, hosts: vec![host], port };
+    fleet.write_inventory(&[("127.0.0.2".to_string(), "username=root".to_string())].into_iter().collect());
+    fleet
+}
+
+/// A push to a host that offers several host key types lands when known_hosts pins it by any one of
+/// them, and sshd logs the login.
+fn assert_pinned_by_one_key_type_lands(kind: &str) {
+    let fleet = host_with_three_host_keys();
+    fleet.write_known_hosts(&fleet.hosts[0].known_hosts_line_of(kind));
+    let m = policy(&["quay.io"], "mirror.local");
+    let out = fleet.push(&m, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "pinned by {kind} only: {t}");
+    assert!(line_for(&t, "127.0.0.2").contains("updated"), "{t}");
+    assert_eq!(fleet.hosts[0].logins(), 1, "sshd log:\n{}", fleet.hosts[0].log_text());
+    assert_eq!(files(&fleet.remote(0)), expected_tree(&m));
+}
+
+#[test]
+fn a_host_pinned_by_its_ed25519_key_only_is_reached_though_it_offers_ecdsa_too() {
+    assert_pinned_by_one_key_type_lands("ed25519");
+}
+
+#[test]
+fn a_host_pinned_by_its_ecdsa_key_only_is_reached_though_it_offers_ed25519_too() {
+    assert_pinned_by_one_key_type_lands("ecdsa");
+}
+
+#[test]
+fn a_host_pinned_by_its_rsa_key_only_is_reached() {
+    assert_pinned_by_one_key_type_lands("rsa");
+}
+
+#[test]
+fn a_host_whose_pinned_key_type_carries_another_key_is_refused() {
+    let fleet = host_with_three_host_keys();
+    // The host offers ed25519, but not this ed25519 key: a changed host or a man in the middle.
+    let impostor = fleet.path("other_ed25519");
+    common::sshd::keygen(&impostor);
+    fleet.write_known_hosts(&fleet.hosts[0].known_hosts_line_for(&impostor.with_extension("pub")));
+    let out = fleet.push(&policy(&["quay.io"], "mirror.local"), &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(line_for(&t, "127.0.0.2").contains("does NOT match"), "{t}");
+    assert_eq!(fleet.hosts[0].logins(), 0, "logged in anyway:\n{}", fleet.hosts[0].log_text());
+    assert!(!fleet.remote(0).exists(), "something was written");
+}
+
+#[test]
+fn a_hashed_known_hosts_entry_pins_the_host_too() {
+    let fleet = host_with_three_host_keys();
+    // RSA, which libssh2 asks for after ed25519 and ECDSA (1.10 and 1.11 alike): the push asks for it
+    // first if it recognises the hashed entry as this host's.
+    fleet.write_known_hosts(&fleet.hosts[0].known_hosts_line_of("rsa"));
+    let out = Command::new(common::require_tool("ssh-keygen"))
+        .arg("-H")
+        .arg("-f")
+        .arg(fleet.path("known_hosts"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen -H: {}", String::from_utf8_lossy(&out.stderr));
+    let known = fs::read_to_string(fleet.path("known_hosts")).unwrap();
+    assert!(known.starts_with("|1|") && !known.contains("127.0.0.2"), "not hashed: {known}");
+    let m = policy(&["quay.io"], "mirror.local");
+    let out = fleet.push(&m, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(fleet.hosts[0].logins(), 1, "sshd log:\n{}", fleet.hosts[0].log_text());
+    assert_eq!(files(&fleet.remote(0)), expected_tree(&m));
+}

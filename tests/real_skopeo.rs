@@ -4,14 +4,13 @@
 
 mod common;
 
-use common::{free_port, oci_image, push_image, render_text, require_tool, Registry};
+use common::{free_port, oci_image, push_image, render_text, Registry};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn inspect(conf: &Path, reference: &str, home: &Path) -> Output {
-    Command::new(require_tool("skopeo"))
-        .env("HOME", home)
+    common::skopeo(home)
         .args(["--command-timeout", "60s", "--registries-conf"])
         .arg(conf)
         .args(["inspect", "--raw", &format!("docker://{reference}")])

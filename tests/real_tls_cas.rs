@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{free_port, make_tls, oci_image, push_image, render_text, require_tool, Containerd, Registry, Tls};
+use common::{free_port, make_tls, oci_image, push_image, render_text, Containerd, Registry, Tls};
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 fn manifests(source: &str, mirror: &str, ca_key: &str, ca_pem: Option<&str>) -> String {
     let mut m = format!(
@@ -57,8 +56,7 @@ fn skopeo_trusts_the_mirror_through_the_rendered_certs_d() {
     let cert_dir = root.path().join(format!("etc/docker/certs.d/{}", s.registry.host()));
     assert!(cert_dir.join("ca.crt").is_file());
     let inspect = |cert_dir: &Path| {
-        Command::new(require_tool("skopeo"))
-            .env("HOME", home.path())
+        common::skopeo(home.path())
             .args(["--command-timeout", "60s", "--registries-conf"])
             .arg(root.path().join("etc/containers/registries.conf"))
             .args(["inspect", "--raw", "--cert-dir"])

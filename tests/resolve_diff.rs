@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::{mirrorconf, render_text, require_tool, Registry};
+use common::{mirrorconf, render_text, Registry};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
@@ -26,8 +25,7 @@ fn policy(source: &str, m1: &str, m2: &str, tag_mirror: &str, blocked: bool, ins
 /// What skopeo tried, in order, from its `--debug` log.
 fn skopeo_tries(conf: &Path, reference: &str) -> Vec<String> {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(require_tool("skopeo"))
-        .env("HOME", home.path())
+    let out = common::skopeo(home.path())
         .args(["--debug", "--command-timeout", "60s", "--registries-conf"])
         .arg(conf)
         .args(["inspect", "--raw", &format!("docker://{reference}")])

@@ -175,7 +175,9 @@ fn no_shell_is_ever_invoked() {
         }
     }
     // The behaviour: --on-change "touch DIR/a;echo DIR/$HOME" runs touch with two literal arguments;
-    // a shell would have made DIR/a and expanded $HOME.
+    // a shell would have made DIR/a and expanded $HOME. The agent, and so the command, runs in the
+    // temp dir, so a relative path in the command can only land there (a relative `$HOME` argument
+    // run from the repository root is what leaves a file literally named `$HOME` there).
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("m");
     fs::create_dir_all(&manifests).unwrap();
@@ -193,6 +195,7 @@ fn no_shell_is_ever_invoked() {
             "--on-change",
             &cmd,
         ])
+        .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -201,10 +201,23 @@ pub fn oci_image() -> OciImage {
     OciImage { layout, manifest_digest, _dir: dir }
 }
 
+/// skopeo with everything it keeps under `home` (a temp dir). Run as root, containers/image keeps
+/// its blob-info cache in /var/lib/containers/cache, outside any test's temp dir; told it runs
+/// rootless (`_CONTAINERS_ROOTLESS_UID`, what podman sets for itself), it keeps it under
+/// `$HOME/.local/share/containers/cache` and looks for its per-user configuration under `$HOME`.
+pub fn skopeo(home: &Path) -> Command {
+    let mut cmd = Command::new(require_tool("skopeo"));
+    cmd.env("HOME", home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("_CONTAINERS_ROOTLESS_UID", "1");
+    cmd
+}
+
 /// Pushes the image to `dest` (`host:port/repo:tag`) on a plain-HTTP registry with skopeo.
 pub fn push_image(image: &OciImage, dest: &str, extra: &[&str]) {
-    let skopeo = require_tool("skopeo");
-    let out = Command::new(skopeo)
+    let home = tempfile::tempdir().unwrap();
+    let out = skopeo(home.path())
         .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
         .args(extra)
         .arg(format!("oci:{}:v1", image.layout.display()))

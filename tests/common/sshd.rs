@@ -14,8 +14,13 @@ pub struct ClientKey {
 }
 
 pub fn keygen(path: &Path) {
+    keygen_type(path, "ed25519");
+}
+
+/// A key pair of `kind` (`ssh-keygen -t`: ed25519, ecdsa, rsa) at `path` and `path.pub`.
+pub fn keygen_type(path: &Path, kind: &str) {
     let out = Command::new(require_tool("ssh-keygen"))
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "mirrorconf-test", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", "mirrorconf-test", "-f"])
         .arg(path)
         .output()
         .unwrap();
@@ -46,14 +51,34 @@ impl Sshd {
     /// Like [`Sshd::start`], with extra flags for the SFTP server (e.g. `-P posix-rename` to deny
     /// an extension, as a server without it would).
     pub fn start_with(ip: &str, port: u16, dir: &Path, client: &ClientKey, sftp_flags: &str) -> Sshd {
+        Self::launch(ip, port, dir, client, sftp_flags, &[])
+    }
+
+    /// Like [`Sshd::start`], with one host key of each of `kinds` (`ssh-keygen -t` names, e.g.
+    /// `["ecdsa", "ed25519", "rsa"]`, in `host_key_<kind>`) instead of the single ed25519 one, as a
+    /// Windows host has. [`Sshd::known_hosts_line_of`] gives the line for one of them.
+    pub fn start_with_host_keys(ip: &str, port: u16, dir: &Path, client: &ClientKey, kinds: &[&str]) -> Sshd {
+        assert!(!kinds.is_empty());
+        Self::launch(ip, port, dir, client, "", kinds)
+    }
+
+    fn launch(ip: &str, port: u16, dir: &Path, client: &ClientKey, sftp_flags: &str, kinds: &[&str]) -> Sshd {
         let sshd = require_tool("sshd");
         fs::create_dir_all(dir).unwrap();
-        // sshd refuses to start without its privilege-separation folder.
+        // sshd refuses to start without its privilege-separation folder: the one path outside the
+        // test's temp dir that a test creates (sshd has it compiled in).
         fs::create_dir_all("/run/sshd").unwrap();
-        let host_key = dir.join("host_key");
-        if !host_key.exists() {
-            keygen(&host_key);
+        let host_keys: Vec<PathBuf> = if kinds.is_empty() {
+            vec![dir.join("host_key")]
+        } else {
+            kinds.iter().map(|k| dir.join(format!("host_key_{k}"))).collect()
+        };
+        for (i, key) in host_keys.iter().enumerate() {
+            if !key.exists() {
+                keygen_type(key, kinds.get(i).copied().unwrap_or("ed25519"));
+            }
         }
+        let host_key_lines: String = host_keys.iter().map(|k| format!("HostKey {}\n", k.display())).collect();
         let folder = dir.join("sftp");
         fs::create_dir_all(&folder).unwrap();
         let authorized = dir.join("authorized_keys");
@@ -62,11 +87,10 @@ impl Sshd {
         fs::write(
             &config,
             format!(
-                "ListenAddress {ip}:{port}\nHostKey {hk}\nPidFile none\nUsePAM no\nStrictModes no\n\
+                "ListenAddress {ip}:{port}\n{host_key_lines}PidFile none\nUsePAM no\nStrictModes no\n\
                  AuthorizedKeysFile {ak}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
                  Subsystem sftp internal-sftp -e -l VERBOSE {sftp_flags} -d {folder}\n",
-                hk = host_key.display(),
                 ak = authorized.display(),
                 folder = folder.display()
             ),
@@ -82,9 +106,24 @@ impl Sshd {
 
     /// The known_hosts line for this server, as `ssh-keyscan` would give it.
     pub fn known_hosts_line(&self) -> String {
-        let public = fs::read_to_string(self.dir.join("host_key.pub")).unwrap();
+        self.known_hosts_line_for(&self.dir.join("host_key.pub"))
+    }
+
+    /// The known_hosts line for one host key of a server started by [`Sshd::start_with_host_keys`].
+    pub fn known_hosts_line_of(&self, kind: &str) -> String {
+        self.known_hosts_line_for(&self.dir.join(format!("host_key_{kind}.pub")))
+    }
+
+    /// The known_hosts line that pins this server's address to the public key in `public`.
+    pub fn known_hosts_line_for(&self, public: &Path) -> String {
+        let public = fs::read_to_string(public).unwrap_or_else(|e| panic!("{}: {e}", public.display()));
         let mut parts = public.split_whitespace();
         format!("[{}]:{} {} {}\n", self.ip, self.port, parts.next().unwrap(), parts.next().unwrap())
+    }
+
+    /// How many logins sshd has accepted so far (its `Accepted publickey` log lines).
+    pub fn logins(&self) -> usize {
+        self.log_text().lines().filter(|l| l.contains("Accepted publickey for ")).count()
     }
 
     pub fn log_text(&self) -> String {

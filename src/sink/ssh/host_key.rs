@@ -1,8 +1,15 @@
 //! Host key checking against an OpenSSH known_hosts file, and trust on first use.
+//!
+//! A host may hold several host keys (Windows OpenSSH makes ECDSA, ed25519 and RSA ones) while
+//! known_hosts pins only some of them. The server sends the key of whichever algorithm the
+//! handshake agrees on, and that is the client's first choice among the ones the server offers.
+//! So before the handshake, the algorithms of the key types recorded for the host come first; with
+//! libssh2's own order, a host pinned by one key type would otherwise present another and be
+//! refused as a changed host.
 
 use super::SshError;
 use base64::Engine;
-use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, Session};
+use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, MethodType, Session};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -26,6 +33,75 @@ pub(super) fn known_hosts_name(address: &str, port: u16) -> String {
         address.to_string()
     } else {
         format!("[{address}]:{port}")
+    }
+}
+
+/// Before the handshake: asks for the host key algorithms of the key types known_hosts records for
+/// this host first (in libssh2's default order), then libssh2's other defaults. A host without an
+/// entry (trust on first use), or a file that cannot be read, keeps the default order; reading
+/// errors are reported by [`verify_host_key`], which still decides whether the key matches.
+pub(super) fn prefer_recorded_key_types(
+    session: &Session,
+    address: &str,
+    port: u16,
+    file: &KnownHostsFile,
+) -> Result<(), SshError> {
+    let recorded = recorded_key_types(session, address, port, file);
+    if recorded.is_empty() {
+        return Ok(());
+    }
+    let wanted: Vec<&str> = recorded.iter().flat_map(|t| algorithms_for(t)).copied().collect();
+    let defaults = session.supported_algs(MethodType::HostKey).map_err(SshError::Handshake)?;
+    let (first, rest): (Vec<&str>, Vec<&str>) = defaults.into_iter().partition(|a| wanted.contains(a));
+    if first.is_empty() {
+        return Ok(()); // only key types libssh2 cannot use: nothing to prefer
+    }
+    let prefs = [first, rest].concat().join(",");
+    tracing::debug!(host = %known_hosts_name(address, port), %prefs, "host key algorithms");
+    session.method_pref(MethodType::HostKey, &prefs).map_err(SshError::Handshake)
+}
+
+/// The key types (`ssh-ed25519`, `ecdsa-sha2-nistp256`, ...) of the known_hosts entries for this
+/// host, in file order. Each line goes through libssh2's own parser and host matching, the same
+/// that [`verify_host_key`] relies on: plain names, `[host]:port`, hashed `|1|salt|hash` names.
+fn recorded_key_types(session: &Session, address: &str, port: u16, file: &KnownHostsFile) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(&file.path) else { return Vec::new() };
+    let mut types = Vec::new();
+    for line in text.lines() {
+        let Ok(mut one) = session.known_hosts() else { return Vec::new() };
+        if one.read_str(line, KnownHostFileKind::OpenSSH).is_err() {
+            continue; // verify_host_key reports a file libssh2 cannot read
+        }
+        let Some(entry) = one.hosts().ok().and_then(|h| h.into_iter().next()) else { continue };
+        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(entry.key()) else { continue };
+        if !matches!(one.check_port(address, port, &blob), CheckResult::Match) {
+            continue;
+        }
+        if let Some(t) = key_type_of_blob(&blob) {
+            if !types.iter().any(|known| known == t) {
+                types.push(t.to_string());
+            }
+        }
+    }
+    types
+}
+
+/// The type name at the start of an SSH public key blob (a length-prefixed string).
+fn key_type_of_blob(blob: &[u8]) -> Option<&str> {
+    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    std::str::from_utf8(blob.get(4..4usize.checked_add(len)?)?).ok()
+}
+
+/// The host key algorithms that present a key of this type.
+fn algorithms_for(key_type: &str) -> &'static [&'static str] {
+    match key_type {
+        "ssh-ed25519" => &["ssh-ed25519"],
+        "ecdsa-sha2-nistp256" => &["ecdsa-sha2-nistp256"],
+        "ecdsa-sha2-nistp384" => &["ecdsa-sha2-nistp384"],
+        "ecdsa-sha2-nistp521" => &["ecdsa-sha2-nistp521"],
+        "ssh-rsa" => &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+        "ssh-dss" => &["ssh-dss"],
+        _ => &[],
     }
 }
 
@@ -90,5 +166,48 @@ mod tests {
     fn known_hosts_names_follow_openssh() {
         assert_eq!(known_hosts_name("10.0.0.1", 22), "10.0.0.1");
         assert_eq!(known_hosts_name("win.example.com", 2222), "[win.example.com]:2222");
+    }
+
+    const ED25519: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIJatafNMIB1DCQyOyPdwU15njb1RqNsNMU9N2L1O0jVm";
+    const ECDSA: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMDMXN23Ancq5rFmv/qafziTuR0rRR43zJiGaAgROxfuv1c10gqS9qwnfLg0+Qpw0faEMLbPprxljMsSLzg++t8=";
+    const RSA: &str = "AAAAB3NzaC1yc2EAAAADAQABAAAAgQDSxIBvhgosmtWQfLsRX41wNCmqltnAPpj9nZTzH+x62h2Jv+AHwmmi0bQfXSaGmi57hVwxfLZfQWFgb2OJfHfE03fqHd57FdPg/LK+q4GAYG0poDagXVR2cFKuX75y0JVn3LyHWCjzlW8qNmaK90jucGD+78Np/uLuuvjAbSyNiw==";
+
+    /// Which key types count as recorded for a host, read the way libssh2 matches names. The hashed
+    /// lines were made by `ssh-keygen -H` (`[127.0.0.3]:2222` and `127.0.0.4`).
+    #[test]
+    fn recorded_key_types_match_plain_bracketed_and_hashed_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let text = format!(
+            "# a comment\n\
+             [127.0.0.2]:2222 ssh-ed25519 {ED25519}\n\
+             |1|trFy4o/PLB8DOm2D/cGTO2A1UTw=|vbUrKDznfhHp4NmQC+KaNN9MXq4= ecdsa-sha2-nistp256 {ECDSA}\n\
+             127.0.0.4 ssh-rsa {RSA}\n\
+             |1|Ujkc148CZavJnCsjUcj9FsHhlEs=|sYKUaTuN2yA0dqj07uFb/6b/t5o= ssh-ed25519 {ED25519}\n\
+             other.example.com,127.0.0.5 ecdsa-sha2-nistp256 {ECDSA}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let file = KnownHostsFile::new(&path, false);
+        let session = Session::new().unwrap();
+        let types = |address: &str, port: u16| recorded_key_types(&session, address, port, &file);
+        assert_eq!(types("127.0.0.2", 2222), ["ssh-ed25519"]);
+        assert_eq!(types("127.0.0.3", 2222), ["ecdsa-sha2-nistp256"], "hashed [host]:port");
+        assert_eq!(types("127.0.0.4", 22), ["ssh-rsa", "ssh-ed25519"], "plain and hashed, in file order");
+        assert_eq!(types("127.0.0.5", 22), ["ecdsa-sha2-nistp256"], "one of several names");
+        assert!(types("127.0.0.3", 22).is_empty(), "the entry is for port 2222 only");
+        assert!(types("127.0.0.9", 2222).is_empty());
+        assert!(recorded_key_types(&session, "127.0.0.2", 2222, &KnownHostsFile::new(dir.path().join("none"), true))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_key_blob_names_its_type() {
+        let blob = |b64: &str| base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        assert_eq!(key_type_of_blob(&blob(ED25519)), Some("ssh-ed25519"));
+        assert_eq!(key_type_of_blob(&blob(ECDSA)), Some("ecdsa-sha2-nistp256"));
+        assert_eq!(key_type_of_blob(&blob(RSA)), Some("ssh-rsa"));
+        assert_eq!(key_type_of_blob(&[0, 0, 0, 9, b'x']), None, "cut short");
+        assert_eq!(key_type_of_blob(&[0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(algorithms_for("ssh-rsa"), ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]);
     }
 }

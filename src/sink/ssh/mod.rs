@@ -117,6 +117,7 @@ fn connect(address: &str, user: &str, opts: &SshOptions<'_>) -> Result<Session, 
     let mut session = Session::new().map_err(SshError::Handshake)?;
     session.set_timeout(u32::try_from(opts.op_timeout.as_millis()).unwrap_or(u32::MAX));
     session.set_tcp_stream(tcp);
+    host_key::prefer_recorded_key_types(&session, address, opts.port, opts.known_hosts)?;
     session.handshake().map_err(SshError::Handshake)?;
     verify_host_key(&session, address, opts.port, opts.known_hosts)?;
     session.userauth_pubkey_file(user, None, opts.identity, None).map_err(|source| SshError::Auth {
