@@ -58,7 +58,7 @@ fn an_api_server_out_of_reach_is_exit_1() {
     // keeps trying; that is no refused input either (it never exits 2). Checked through SIGTERM.
     let key = dir.path().join("id");
     fs::write(&key, "").unwrap();
-    let mut pusher = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
+    let pusher = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
         .args(["run", "--kube", "--windows-push", "--identity"])
         .arg(&key)
         .arg("--known-hosts")

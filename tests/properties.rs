@@ -109,7 +109,7 @@ fn rearranged(case: &Case, moves: &[(Index, u32)], across: bool) -> Case {
 fn all_files(text: &str, base: &str) -> BTreeMap<String, (u32, String)> {
     let inputs = load_text(Path::new("p.yaml"), text).expect("generated input loads");
     let policy = policy(text);
-    let node = NodeInputs { inputs: &inputs, policy: &policy, base_registries_conf: base };
+    let node = NodeInputs { inputs: &inputs, policy: &policy, base_registries_conf: base, base_policy_json: None };
     let files: FileSet = mirrorconf::render::render(&[Target::Linux, Target::Containerd, Target::Windows], &node)
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
     files.iter().map(|(p, f)| (p.to_string(), (f.mode, String::from_utf8_lossy(&f.contents).into_owned()))).collect()
