@@ -121,3 +121,31 @@ fn the_nodes_policy_json_is_adopted_and_given_back_byte_for_byte() {
     assert!(render(dir.path(), &bare, &manifests("allowedRegistries", &[], &[]), "linux").status.success());
     assert!(!bare.join("etc/containers/policy.json").exists());
 }
+
+#[test]
+fn validate_warns_and_resolve_says_why_a_pull_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.yaml");
+    let idms = "apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {name: d}\nspec:\n  imageDigestMirrors:\n  - source: quay.io/team/app\n    mirrors: [elsewhere.example.com/team/app]\n---\n";
+    fs::write(&m, format!("{idms}{}", manifests("allowedRegistries", &["quay.io/team"], &[]))).unwrap();
+    let out =
+        mirrorconf(&["validate", "--manifests", m.to_str().unwrap(), "--must-allow", "quay.io/team/mirrorconf:v1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(!e.contains("refuses quay.io/team/mirrorconf"), "{e}");
+    assert!(e.contains("mirror \"elsewhere.example.com/team/app\" of the allowed source"), "{e}");
+    let out = mirrorconf(&["validate", "--manifests", m.to_str().unwrap()]);
+    assert!(stderr(&out).contains("allowedRegistries refuses registry.k8s.io/pause"), "{}", stderr(&out));
+
+    let resolve = |image: &str| {
+        let out = mirrorconf(&["resolve", image, "--manifests", m.to_str().unwrap(), "--output", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(resolve("quay.io/team/app:v1")["refused"], serde_json::Value::Null);
+    let refused = resolve("docker.io/library/busybox:1");
+    assert!(
+        refused["refused"].as_str().unwrap().contains("policy.json) rejects docker.io/library/busybox"),
+        "{refused}"
+    );
+}

@@ -21,7 +21,18 @@ pub(super) fn resolve(args: &ResolveArgs) -> Result<ExitCode, Error> {
                 let dir = format!("{}/{host}/", crate::render::certs::DOCKER_CERTS_D);
                 files.iter().find(|(p, _)| p.starts_with(&dir)).map(|(p, _)| format!("/{p}"))
             };
-            linux::resolve(&reference, &conf, &cas)
+            linux::resolve(&reference, &conf, &cas).map(|mut r| {
+                let policy_json = files.get(crate::render::policy_json::PATH);
+                let name = format!("{}/{}", reference.registry, reference.repository);
+                let decision = policy_json
+                    .and_then(|f| crate::render::policy_json::decide(&String::from_utf8_lossy(&f.contents), &name));
+                if let Some((scope, false)) = decision {
+                    r.refused = Some(format!(
+                        "the signature policy (/etc/containers/policy.json) rejects {name}: {scope} says reject (allowed or blocked registries)"
+                    ));
+                }
+                r
+            })
         }
         Target::Windows | Target::Containerd => {
             let layout = if args.target == Target::Windows { Layout::Windows } else { Layout::Linux };

@@ -193,6 +193,30 @@ pub struct RenderArgs {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub manifests: Manifests,
+    /// An image every node needs (`host/repository`): warn when allowedRegistries or
+    /// blockedRegistries would refuse it. Repeatable. Default: the pause image and, when set,
+    /// $MIRRORCONF_IMAGE (mirrorconf's own image).
+    #[arg(long = "must-allow", value_name = "IMAGE")]
+    pub must_allow: Vec<String>,
+}
+
+impl ValidateArgs {
+    /// `--must-allow`, or the defaults, as `host/repository` names.
+    fn must_allow(&self) -> Result<Vec<String>, Error> {
+        let mut images = self.must_allow.clone();
+        if images.is_empty() {
+            images.extend(crate::render::policy_json::DEFAULT_MUST_ALLOW.iter().map(|s| s.to_string()));
+            images.extend(std::env::var("MIRRORCONF_IMAGE").ok().filter(|i| !i.is_empty()));
+        }
+        images
+            .iter()
+            .map(|i| {
+                let r = crate::inspect::reference::ImageRef::parse(i)
+                    .map_err(|e| Error::Usage(format!("--must-allow: {e}")))?;
+                Ok(format!("{}/{}", r.registry, r.repository))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +331,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             );
             print_policy_warnings(&policy);
             print_hosts_warnings(&policy);
+            for w in crate::render::policy_json::warnings(&policy, &args.must_allow()?) {
+                eprintln!("warning (allowed and blocked registries): {w}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -27,7 +27,13 @@ fn api_base(url: &str, override_path: bool) -> String {
 }
 
 pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<Resolution, String> {
-    let mut res = Resolution { reference: reference.to_string(), matched: None, endpoints: vec![], skipped: vec![] };
+    let mut res = Resolution {
+        reference: reference.to_string(),
+        matched: None,
+        endpoints: vec![],
+        skipped: vec![],
+        refused: None,
+    };
     let object = match (&reference.digest, &reference.tag) {
         (Some(d), _) => d.clone(),
         (None, Some(t)) => t.clone(),

@@ -39,7 +39,8 @@ pub fn resolve(
             best = Some((r, r.scope.len()));
         }
     }
-    let mut res = Resolution { reference: full.clone(), matched: None, endpoints: vec![], skipped: vec![] };
+    let mut res =
+        Resolution { reference: full.clone(), matched: None, endpoints: vec![], skipped: vec![], refused: None };
     let Some((reg, _)) = best else {
         res.endpoints.push(Endpoint {
             pull: full.clone(),

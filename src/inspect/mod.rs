@@ -41,6 +41,8 @@ pub struct Resolution {
     pub matched: Option<String>,
     pub endpoints: Vec<Endpoint>,
     pub skipped: Vec<Skipped>,
+    /// Why the pull is refused whatever the endpoints (allowed or blocked registries), if it is.
+    pub refused: Option<String>,
 }
 
 impl Resolution {
@@ -50,6 +52,9 @@ impl Resolution {
         match &self.matched {
             Some(m) => writeln!(out, "matched: {m}").unwrap(),
             None => writeln!(out, "matched: nothing; the runtime's defaults apply").unwrap(),
+        }
+        if let Some(why) = &self.refused {
+            writeln!(out, "REFUSED: {why}").unwrap();
         }
         if self.endpoints.is_empty() {
             writeln!(out, "tries nothing: the pull fails (every endpoint is skipped or blocked)").unwrap();

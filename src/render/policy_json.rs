@@ -134,5 +134,41 @@ pub fn decide(policy_json: &str, reference: &str) -> Option<(String, bool)> {
     doc.get("default").map(|d| ("default".to_string(), accepts(d)))
 }
 
+/// Images a node needs whatever the policy says: the sandbox (pause) image by default.
+pub const DEFAULT_MUST_ALLOW: &[&str] = &["registry.k8s.io/pause"];
+
+/// What an admin should know before the allowed or blocked list reaches the nodes: images the node
+/// cannot run without (`must_allow`: `host/repository`, e.g. the pause image and mirrorconf's own)
+/// that the list would refuse, and mirrors of allowed sources that lie outside the allowed scopes.
+pub fn warnings(policy: &Policy, must_allow: &[String]) -> Vec<String> {
+    use crate::policy::scope::is_nested;
+    let covered = |name: &str, scopes: &[String]| scopes.iter().any(|s| is_nested(name, s));
+    let mut out = Vec::new();
+    for name in must_allow {
+        if !policy.allowed_scopes.is_empty() && !covered(name, &policy.allowed_scopes) {
+            out.push(format!(
+                "allowedRegistries refuses {name}, which every node needs: add a scope for it, or pods cannot start"
+            ));
+        }
+        if covered(name, &policy.blocked_scopes) {
+            out.push(format!("blockedRegistries refuses {name}, which every node needs: pods cannot start"));
+        }
+    }
+    if !policy.allowed_scopes.is_empty() {
+        let entries = policy.digest_entries.iter().chain(&policy.tag_entries);
+        for e in entries.filter(|e| covered(&e.source, &policy.allowed_scopes)) {
+            for m in e.mirrors.iter().filter(|m| !covered(m, &policy.allowed_scopes)) {
+                out.push(format!(
+                    "{}: mirror {m:?} of the allowed source {:?} lies outside allowedRegistries: pulls of {:?} still use it (the policy checks the image's name), but a direct pull of {m:?} is refused",
+                    e.object, e.source, e.source
+                ));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests;

@@ -73,3 +73,22 @@ fn decisions_follow_the_most_specific_scope() {
     assert_eq!(decide(&text, "quay.io/team/bad"), Some(("quay.io/team/bad".into(), false)));
     assert_eq!(decide(&text, "quay.io/team/good"), Some(("default".into(), true)));
 }
+
+#[test]
+fn warnings_name_the_images_a_node_needs_and_mirrors_outside_the_allowed_scopes() {
+    let mut p = policy(&["quay.io/team", "*.corp.example"], &[]);
+    p.digest_entries.push(crate::policy::SourceEntry {
+        object: "ImageDigestMirrorSet/d".into(),
+        source: "quay.io/team/app".into(),
+        mirrors: vec!["mirror.corp.example/app".into(), "elsewhere.io/app".into()],
+        never_contact_source: false,
+    });
+    let must = vec!["registry.k8s.io/pause".to_string(), "quay.io/team/mirrorconf".to_string()];
+    let w = warnings(&p, &must);
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(w.iter().any(|l| l.starts_with("allowedRegistries refuses registry.k8s.io/pause")), "{w:#?}");
+    assert!(w.iter().any(|l| l.contains("mirror \"elsewhere.io/app\" of the allowed source")), "{w:#?}");
+    let w = warnings(&policy(&[], &["registry.k8s.io"]), &must);
+    assert_eq!(w, ["blockedRegistries refuses registry.k8s.io/pause, which every node needs: pods cannot start"]);
+    assert!(warnings(&policy(&[], &[]), &must).is_empty());
+}
