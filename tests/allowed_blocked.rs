@@ -1,9 +1,11 @@
 //! `Image/cluster` allowedRegistries and blockedRegistries, proved with the real clients that enforce
-//! them: skopeo (containers/image) with the rendered policy.json, on live registries on loopback.
+//! them, on live registries on loopback: skopeo (containers/image) with the rendered policy.json,
+//! and containerd (`ctr --hosts-dir`) with the rendered hosts.toml tree and its `_default` folder.
+//! Assertions are on what the registries saw.
 
 mod common;
 
-use common::{mirrorconf, oci_image, push_image, require_tool, Registry};
+use common::{make_tls, mirrorconf, oci_image, push_image, require_tool, Containerd, Registry, Tls};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -148,4 +150,72 @@ fn validate_warns_and_resolve_says_why_a_pull_is_refused() {
         refused["refused"].as_str().unwrap().contains("policy.json) rejects docker.io/library/busybox"),
         "{refused}"
     );
+}
+
+#[test]
+fn containerd_pulls_from_allowed_registries_and_never_contacts_one_outside() {
+    let tls = make_tls(&["127.0.0.1", "127.0.0.2"]);
+    let tls = || Some(Tls { cert: &tls.server_cert, key: &tls.server_key });
+    let (allowed, outside) = (Registry::start("127.0.0.1", tls()), Registry::start("127.0.0.2", tls()));
+    let image = oci_image();
+    push_image(&image, &format!("{}/team/app:v1", allowed.host()), &[]);
+    push_image(&image, &format!("{}/team/app:v1", outside.host()), &[]);
+    push_image(&image, &format!("{}/mirror/team/app:v1", outside.host()), &[]);
+    let plain = Registry::start("127.0.0.3", None);
+    push_image(&image, &format!("{}/team/app:v1", plain.host()), &[]);
+    let containerd = Containerd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let tree = root.join("etc/containerd/certs.d");
+    let insecure = [allowed.host(), outside.host()];
+    let insecure: Vec<&str> = insecure.iter().map(String::as_str).collect();
+    let seen = |r: &Registry| r.requests().len();
+    let mut n = 0;
+    let mut fetch = |reference: &str| {
+        n += 1;
+        containerd.fetch(&format!("ns{n}"), &tree, reference)
+    };
+
+    // Both allowed: each serves its own pull.
+    let both = manifests("allowedRegistries", &[&allowed.host(), &outside.host()], &insecure);
+    assert!(render(dir.path(), &root, &both, "containerd").status.success());
+    let out = fetch(&format!("{}/team/app:v1", outside.host()));
+    assert!(out.status.success(), "{}\n{}", stderr(&out), containerd.server.log_text());
+    assert!(outside.saw("/v2/team/app/manifests/v1"), "{:?}", outside.requests());
+
+    // Only the first allowed: the other one is never contacted, whether it has a folder or not.
+    let one = manifests("allowedRegistries", &[&allowed.host()], &insecure);
+    assert!(render(dir.path(), &root, &one, "containerd").status.success());
+    assert!(tree.join("_default/hosts.toml").is_file());
+    let out = fetch(&format!("{}/team/app:v1", allowed.host()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(allowed.saw("/v2/team/app/manifests/v1"), "{:?}", allowed.requests());
+    let before = seen(&outside);
+    let out = fetch(&format!("{}/team/app:v1", outside.host()));
+    assert!(!out.status.success(), "a registry outside allowedRegistries served a pull");
+    assert_eq!(seen(&outside), before, "contacted: {:?}", &outside.requests()[before..]);
+    // A plain-HTTP registry with no folder at all: containerd's own default would reach it over
+    // HTTP (it does for loopback addresses); `_default` keeps it from being contacted.
+    let out = fetch(&format!("{}/team/app:v1", plain.host()));
+    assert!(!out.status.success(), "a registry outside allowedRegistries served a pull");
+    assert!(plain.requests().iter().all(|r| !r.starts_with("GET /v2/team/app/manifests")), "{:?}", plain.requests());
+
+    // A mirror that an allowed source uses keeps working, though a direct pull of it is refused.
+    let idms = format!(
+        "apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {{name: d}}\nspec:\n  imageDigestMirrors:\n  - source: {}/team/app\n    mirrors: [{}/mirror/team/app]\n---\n",
+        allowed.host(),
+        outside.host()
+    );
+    assert!(render(dir.path(), &root, &format!("{idms}{one}"), "containerd").status.success());
+    let out = fetch(&format!("{}/team/app@{}", allowed.host(), image.manifest_digest));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        outside.saw(&format!("/v2/mirror/team/app/manifests/{}", image.manifest_digest)),
+        "{:?}",
+        outside.requests()
+    );
+    let before = seen(&outside);
+    let out = fetch(&format!("{}/mirror/team/app@{}", outside.host(), image.manifest_digest));
+    assert!(!out.status.success(), "a direct pull of a mirror outside allowedRegistries worked");
+    assert_eq!(seen(&outside), before, "contacted: {:?}", &outside.requests()[before..]);
 }

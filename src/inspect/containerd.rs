@@ -59,6 +59,18 @@ pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<R
     res.matched = Some(format!("{dir}/hosts.toml"));
     let text = std::str::from_utf8(&file.contents).map_err(|_| format!("{dir}/hosts.toml is not UTF-8"))?;
     let doc: DocumentMut = text.parse().map_err(|e| format!("{dir}/hosts.toml does not parse: {e}"))?;
+    let server = doc.get("server").and_then(Item::as_str).unwrap_or_default();
+    if server.contains(".invalid/") {
+        let rule = if dir == crate::render::hosts_toml::DEFAULT_HOST {
+            "not inside allowedRegistries"
+        } else {
+            "refused by allowedRegistries or blockedRegistries"
+        };
+        res.refused = Some(format!(
+            "{rule}: {dir}/hosts.toml points {} at {server}, a name that never resolves, so containerd never contacts it",
+            reference.registry
+        ));
+    }
     let need_resolve = !reference.is_digested();
     if let Some(hosts) = doc.get("host").and_then(Item::as_table_like) {
         for (url, entry) in hosts.iter() {

@@ -26,6 +26,11 @@ pub enum Layout {
 
 pub const WINDOWS_ROOT: &str = "k/containerd/registries";
 pub const LINUX_ROOT: &str = "etc/containerd/certs.d";
+/// The folder containerd uses for every registry host that has no folder of its own.
+pub const DEFAULT_HOST: &str = "_default";
+/// Where refused registries are pointed: a reserved name that never resolves, so containerd never
+/// contacts them (the closest containerd gets to "blocked").
+const REFUSED_SERVER: &str = "https://refused-by-allowedregistries.invalid/v2";
 
 impl Layout {
     pub fn root(self) -> &'static str {
@@ -204,8 +209,19 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
     for h in cas.keys() {
         plans.entry(h.as_str()).or_default();
     }
+    // allowedRegistries: every allowed host gets a folder of its own (so `_default` does not catch
+    // it), every other host with a folder is refused, and `_default` refuses the rest.
+    let allow_list = !policy.allowed_scopes.is_empty();
+    for s in policy.allowed_scopes.iter().filter(|s| !scope::is_wildcard(s)) {
+        plans.entry(scope::host_and_port(s)).or_default();
+    }
 
-    for (host, p) in plans {
+    for (host, mut p) in plans {
+        let refused = allow_list && !is_allowed_host(policy, host);
+        if refused {
+            // The image name is refused (as CRI-O's policy.json refuses it): no mirror either.
+            p = HostPlan::default();
+        }
         let digest_lists: Vec<&[String]> = p.digest_lists.iter().map(Vec::as_slice).collect();
         let tag_lists: Vec<&[String]> = p.tag_lists.iter().map(Vec::as_slice).collect();
         let mut mirrors: Vec<(String, bool)> =
@@ -216,7 +232,7 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
                 None => mirrors.push((m, true)),
             }
         }
-        let blocked = blocked_hosts.contains(host);
+        let blocked = refused || blocked_hosts.contains(host);
         let ca_for = |location: &str| cas.get(scope::host_and_port(location)).cloned();
         let mut hosts: Vec<HostView> = mirrors
             .iter()
@@ -273,7 +289,36 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
         }
         out.push(HostsFile { host: host.to_string(), text, has_credentials, ca_hosts });
     }
+    if allow_list {
+        let refused = HostView {
+            url: REFUSED_SERVER.to_string(),
+            capabilities: vec!["pull", "resolve"],
+            ca: None,
+            skip_verify: false,
+            authorization: None,
+        };
+        let view = FileView {
+            server: REFUSED_SERVER.to_string(),
+            server_ca: None,
+            server_skip_verify: false,
+            hosts: vec![refused],
+        };
+        let text = TEMPLATES.get_template("hosts.toml").expect("registered").render(&view)?;
+        out.push(HostsFile { host: DEFAULT_HOST.to_string(), text, has_credentials: false, ca_hosts: BTreeSet::new() });
+    }
     Ok(out)
+}
+
+/// Whether `host` (`host[:port]`) is inside allowedRegistries as containerd can tell: an allowed
+/// scope on that host (a repository scope allows its whole host), or a wildcard scope above it.
+pub fn is_allowed_host(policy: &Policy, host: &str) -> bool {
+    policy.allowed_scopes.iter().any(|s| {
+        if scope::is_wildcard(s) {
+            scope::is_nested(host, s)
+        } else {
+            scope::host_and_port(s) == host
+        }
+    })
 }
 
 /// What containerd cannot express for this policy: each warning says what will happen instead.
@@ -334,6 +379,18 @@ pub fn warnings(policy: &Policy) -> Vec<String> {
         if !never.is_empty() && never.len() < p.sources.len() {
             out.push(format!(
                 "registry {host}: NeverContactSource on {never:?} applies to the whole registry on containerd and Windows nodes"
+            ));
+        }
+    }
+    for s in &policy.allowed_scopes {
+        if scope::is_wildcard(s) {
+            out.push(format!(
+                "allowed registry {s:?}: containerd has no wildcard host folders; on containerd and Windows nodes only the hosts under it that the policy names (a mirror source, a CA, an exact allowed scope) are allowed, the rest is refused"
+            ));
+        } else if s.contains('/') {
+            out.push(format!(
+                "allowed registry {s:?}: containerd allows whole registry hosts; containerd and Windows nodes allow all of {} (CRI-O's policy.json allows only {s})",
+                scope::host_and_port(s)
             ));
         }
     }
