@@ -12,7 +12,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version 0.13.2
 fi
 export RUSTC_BOOTSTRAP=1
-targets=(manifests base_registries_conf resolve)
+targets=(manifests base_registries_conf base_policy_json resolve)
 cargo fuzz build -O
 for t in "${targets[@]}"; do
   corpus="fuzz/corpus/$t"

@@ -83,3 +83,27 @@ pub fn resolve(data: &[u8]) {
         }
     }
 }
+
+/// Any bytes as the node's own policy.json.
+pub fn base_policy_json(data: &[u8]) {
+    use crate::render::policy_json;
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let none = Policy::default();
+    assert_eq!(
+        policy_json::render(&none, Some(text)).expect("no list never reads the base").as_deref(),
+        Some(text),
+        "without allowed or blocked registries the base must come back byte for byte"
+    );
+    let lists = [
+        (vec!["quay.io/team".to_string(), "*.corp.example".to_string()], vec![]),
+        (vec![], vec!["bad.io".to_string()]),
+    ];
+    for (allowed, blocked) in lists {
+        let policy = Policy { allowed_scopes: allowed, blocked_scopes: blocked, ..Policy::default() };
+        if let Ok(out) = policy_json::render(&policy, Some(text)) {
+            let out = out.expect("a list always gives a file");
+            let doc: serde_json::Value = serde_json::from_str(&out).expect("rendered policy.json parses");
+            assert!(doc["default"].is_array() && doc["transports"]["docker"].is_object(), "{out}");
+        }
+    }
+}

@@ -34,6 +34,11 @@ fn base_registries_conf() {
 }
 
 #[test]
+fn base_policy_json() {
+    replay("base_policy_json", mirrorconf::fuzzing::base_policy_json);
+}
+
+#[test]
 fn resolve() {
     replay("resolve", mirrorconf::fuzzing::resolve);
 }

@@ -5,7 +5,7 @@
 use mirrorconf::fileset::FileSet;
 use mirrorconf::model::load_text;
 use mirrorconf::policy::Policy;
-use mirrorconf::render::{hosts_toml, registries_conf, NodeInputs, Target};
+use mirrorconf::render::{hosts_toml, policy_json, registries_conf, NodeInputs, Target};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::collections::BTreeMap;
@@ -16,6 +16,12 @@ const PATHS: [&str; 4] = ["", "/ns", "/ns/app", "/x"];
 const MIRROR_HOSTS: [&str; 3] = ["m1.io", "m2.io:8443", "m3.corp"];
 const MIRROR_PATHS: [&str; 3] = ["", "/p", "/ns/app"];
 const SCOPES: [&str; 5] = ["a.io", "b.io:5000/ns", "*.example.com", "m3.corp", "c.example.com/x"];
+/// The node's own policy.json: none, the default, one with keys of its own.
+const POLICY_BASES: [Option<&str>; 3] = [
+    None,
+    Some(policy_json::DEFAULT_BASE),
+    Some("{\"default\": [{\"type\": \"reject\"}], \"transports\": {\"docker\": {\"a.io\": [{\"type\": \"signedBy\", \"keyType\": \"GPGKeys\", \"keyPath\": \"/k\"}], \"r.example\": [{\"type\": \"reject\"}]}, \"oci\": {\"\": [{\"type\": \"insecureAcceptAnything\"}]}}}"),
+];
 const BASES: [&str; 3] = [
     "",
     "unqualified-search-registries = ['registry.access.redhat.com', 'docker.io']\n",
@@ -222,5 +228,43 @@ proptest! {
         let moved = yaml(&rearranged(&case, &moves, true), &forward);
         prop_assert_eq!(&all_files(&moved, base), &want, "entries moved across objects:\n{}", moved);
         prop_assert_eq!(&all_files(&yaml(&case, &backward), base), &want, "documents reversed");
+    }
+
+    #[test]
+    fn policy_json_parses_says_what_the_lists_say_and_keeps_the_base(
+        scopes in proptest::sample::subsequence(SCOPES.to_vec(), 0..=SCOPES.len()),
+        allow in any::<bool>(),
+        base in 0..POLICY_BASES.len(),
+    ) {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let policy = Policy {
+            allowed_scopes: if allow { scopes.clone() } else { vec![] },
+            blocked_scopes: if allow { vec![] } else { scopes.clone() },
+            ..Policy::default()
+        };
+        let base = POLICY_BASES[base];
+        let out = policy_json::render(&policy, base).unwrap();
+        if scopes.is_empty() {
+            prop_assert_eq!(out.as_deref(), base, "no list: the base, byte for byte (or no file)");
+            return Ok(());
+        }
+        let out = out.expect("a list gives a file");
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("rendered policy.json parses");
+        let (listed, default) = if allow { ("insecureAcceptAnything", "reject") } else { ("reject", "insecureAcceptAnything") };
+        prop_assert_eq!(&doc["default"][0]["type"], default);
+        for s in &scopes {
+            prop_assert_eq!(&doc["transports"]["docker"][s][0]["type"], listed);
+            prop_assert_eq!(doc["transports"]["atomic"].get(s).is_some(), s.matches('/').count() < 3);
+        }
+        if let Some(base) = base {
+            let before: serde_json::Value = serde_json::from_str(base).unwrap();
+            for (transport, entries) in before["transports"].as_object().unwrap() {
+                for (scope, reqs) in entries.as_object().unwrap() {
+                    if !scopes.contains(scope) {
+                        prop_assert_eq!(&doc["transports"][transport][scope], reqs, "the node's {} {} was lost", transport, scope);
+                    }
+                }
+            }
+        }
     }
 }
