@@ -102,6 +102,13 @@ fn the_nodes_policy_json_is_adopted_and_given_back_byte_for_byte() {
     fs::write(root.join("etc/containers/policy.json"), own).unwrap();
     let policy_json = || fs::read_to_string(root.join("etc/containers/policy.json")).ok();
 
+    // diff says what would change and what the MCO would do for it.
+    let m = dir.path().join("m.yaml");
+    fs::write(&m, manifests("blockedRegistries", &["bad.example.com"], &[])).unwrap();
+    let out = mirrorconf(&["diff", "--manifests", m.to_str().unwrap(), "--root", root.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("+++ b/etc/containers/policy.json"), "{text}");
+    assert!(text.contains("policy.json: the Machine Config Operator would do: a CRI-O reload, no drain"), "{text}");
     assert!(render(dir.path(), &root, &manifests("blockedRegistries", &["bad.example.com"], &[]), "linux")
         .status
         .success());
