@@ -4,7 +4,6 @@
 //! runs until shutdown, and a task that dies before that ends the process with exit code 1.
 
 use crate::agent::{self, metrics::Metrics, reload::Reload, Settings, Snapshot};
-use crate::cli::RunArgs;
 use crate::error::Error;
 use crate::model::load_paths;
 use crate::node::ADOPTED_BASE_PATH;
@@ -12,10 +11,45 @@ use crate::render::Target;
 use crate::source::{self, kube::Watching};
 use crate::tasks::{Ended, Tasks};
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// What `mirrorconf run` does, as the command line decided it.
+pub struct Config {
+    /// Manifest files and folders to watch; empty with `kube`.
+    pub manifests: Vec<PathBuf>,
+    /// Watch the cluster through the Kubernetes API instead.
+    pub kube: bool,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`.
+    pub listen: Option<SocketAddr>,
+    /// Quiet time after the last change before rendering.
+    pub debounce: Duration,
+    pub job: Job,
+}
+
+pub enum Job {
+    /// Keep this node's files true.
+    Node { root: PathBuf, base: Option<PathBuf>, targets: Vec<Target>, reload: Reload },
+    /// Keep the Windows hosts current over SSH while holding the Lease.
+    WindowsPush(WindowsPush),
+}
+
+pub struct WindowsPush {
+    pub options: crate::push::PushOptions,
+    /// Namespace of the `windows-instances` ConfigMap.
+    pub inventory_namespace: String,
+    /// User for Windows Nodes that are not in the ConfigMap.
+    pub windows_user: String,
+    /// A round at least this often, even without a change.
+    pub resync: Duration,
+    /// Default: $POD_NAMESPACE, else `mirrorconf`.
+    pub lease_namespace: Option<String>,
+    pub lease_name: String,
+}
 
 /// Resolves when SIGTERM or SIGINT arrives.
 async fn termination() {
@@ -27,13 +61,13 @@ async fn termination() {
     }
 }
 
-pub fn run(args: RunArgs) -> Result<(), Error> {
+pub fn run(config: Config) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run_async(args, termination()))
+    runtime.block_on(run_async(config, termination()))
 }
 
 /// The shutdown signal, for every task that needs it.
@@ -54,7 +88,7 @@ impl Stop {
 }
 
 /// The whole agent; returns when `shutdown` resolves, or with an error when a supervised task dies.
-pub async fn run_async(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run_async(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = Stop(stop_rx);
     let (tasks, ended) = Tasks::new();
@@ -64,7 +98,7 @@ pub async fn run_async(args: RunArgs, shutdown: impl Future<Output = ()> + Send 
         shutdown.await;
         let _ = forward.send(true);
     });
-    supervise(body(args, tasks, stop.clone()), ended, stop, stop_tx).await
+    supervise(body(config, tasks, stop.clone()), ended, stop, stop_tx).await
 }
 
 /// Runs `body` until it returns; a supervised task that ends before shutdown stops everything and
@@ -91,9 +125,9 @@ async fn supervise(
     }
 }
 
-async fn body(args: RunArgs, tasks: Tasks, stop: Stop) -> Result<(), Error> {
+async fn body(config: Config, tasks: Tasks, stop: Stop) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
-    if let Some(addr) = args.listen {
+    if let Some(addr) = config.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Runtime(format!("cannot serve on --listen {addr}: {e}")))?;
@@ -108,34 +142,21 @@ async fn body(args: RunArgs, tasks: Tasks, stop: Stop) -> Result<(), Error> {
     // One channel for every source; capacity 1 is enough, a pending trigger stands for any number.
     let (tx, rx) = mpsc::channel::<()>(1);
     let watching = Watching { tasks: tasks.clone(), triggers: tx, metrics: Arc::clone(&metrics) };
-    if args.windows_push.enabled {
-        return windows_push(&args, watching, rx, stop).await;
-    }
-    let root = args.root.clone().ok_or_else(|| Error::Usage("--root is required".into()))?;
-
-    let mut targets = args.targets.clone();
-    targets.sort();
-    targets.dedup();
+    let (root, base, targets, reload) = match config.job {
+        Job::WindowsPush(wp) => return windows_push(wp, config.debounce, watching, rx, stop).await,
+        Job::Node { root, base, targets, reload } => (root, base, targets, reload),
+    };
     let settings = Settings {
         root: root.clone(),
-        base: args.base.clone(),
+        base: base.clone(),
         targets: targets.clone(),
-        debounce: Duration::from_millis(args.debounce_ms),
-        reload: Reload {
-            crio: args.reload_crio,
-            proc_root: args.proc_root.clone(),
-            on_change: args
-                .on_change
-                .as_deref()
-                .map(|c| c.split_whitespace().map(String::from).collect())
-                .unwrap_or_default(),
-            timeout: Duration::from_secs(args.hook_timeout),
-        },
+        debounce: config.debounce,
+        reload,
     };
-    let base_file = args.base.clone().unwrap_or_else(|| root.join(ADOPTED_BASE_PATH));
+    let base_file = base.unwrap_or_else(|| root.join(ADOPTED_BASE_PATH));
     let watch_error = |e: source::files::WatchError| Error::Runtime(format!("cannot watch the input files: {e}"));
 
-    if args.kube {
+    if config.kube {
         // The hosts.toml targets turn the pull secret into headers.
         let pull_secret = targets.iter().any(|t| matches!(t, Target::Windows | Target::Containerd));
         let cluster = source::kube::Cluster::start(&watching, pull_secret).await?;
@@ -147,11 +168,11 @@ async fn body(args: RunArgs, tasks: Tasks, stop: Stop) -> Result<(), Error> {
         drop(watching);
         agent::run(settings, snapshot, rx, metrics, Some(out_tx), stop.wait()).await;
     } else {
-        let (dirs, files): (Vec<_>, Vec<_>) = args.manifests.iter().cloned().partition(|p| p.is_dir());
+        let (dirs, files): (Vec<_>, Vec<_>) = config.manifests.iter().cloned().partition(|p| p.is_dir());
         let mut files = files;
         files.push(base_file);
         let _watch = source::files::watch(&dirs, &files, watching.triggers.clone()).map_err(watch_error)?;
-        let paths = args.manifests.clone();
+        let paths = config.manifests.clone();
         let snapshot: Snapshot = Arc::new(move || load_paths(&paths).map_err(Error::Load));
         drop(watching);
         agent::run(settings, snapshot, rx, metrics, None, stop.wait()).await;
@@ -167,9 +188,14 @@ fn cluster_snapshot(cluster: &source::kube::Cluster) -> Snapshot {
 /// `run --kube --windows-push`: wait for the Lease, push while leading, step down when it is lost.
 /// Once the Lease is lost (or shutdown begins) no new host is started: a host being written
 /// finishes its atomic replace, and the round ends.
-async fn windows_push(args: &RunArgs, watching: Watching, mut rx: mpsc::Receiver<()>, stop: Stop) -> Result<(), Error> {
-    let options = Arc::new(args.ssh.options()?);
-    let wp = &args.windows_push;
+async fn windows_push(
+    wp: WindowsPush,
+    debounce: Duration,
+    watching: Watching,
+    mut rx: mpsc::Receiver<()>,
+    stop: Stop,
+) -> Result<(), Error> {
+    let options = Arc::new(wp.options);
     let client = source::kube::client().await?;
     let cluster = source::kube::Cluster::with_client(client.clone(), &watching, true);
     let hosts =
@@ -192,8 +218,8 @@ async fn windows_push(args: &RunArgs, watching: Watching, mut rx: mpsc::Receiver
         hosts: hosts.clone(),
         options,
         metrics: Arc::clone(&watching.metrics),
-        debounce: Duration::from_millis(args.debounce_ms),
-        resync: Duration::from_secs(wp.resync_interval),
+        debounce,
+        resync: wp.resync,
         outcomes: Some(out_tx),
     };
     drop(watching);

@@ -54,9 +54,7 @@ pub(super) fn resolve(args: &ResolveArgs) -> Result<ExitCode, Error> {
 
 pub(super) fn diff(args: &DiffArgs) -> Result<ExitCode, Error> {
     let r = &args.render;
-    let mut targets = r.targets.clone();
-    targets.sort();
-    targets.dedup();
+    let targets = Target::set(&r.targets);
     let report = node::preview(&r.manifests.paths, &r.root, r.base.as_deref(), &targets)?;
     match args.output {
         OutputFormat::Text => print!("{}", report.text()),

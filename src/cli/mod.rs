@@ -260,6 +260,48 @@ pub struct RunArgs {
     pub ssh: SshArgs,
 }
 
+impl RunArgs {
+    /// What `run` is to do; flags that cannot be used are refused here (exit 2).
+    pub fn config(&self) -> Result<crate::run::Config, Error> {
+        use crate::run::{Config, Job, WindowsPush};
+        use std::time::Duration;
+        let job = if self.windows_push.enabled {
+            let wp = &self.windows_push;
+            Job::WindowsPush(WindowsPush {
+                options: self.ssh.options()?,
+                inventory_namespace: wp.inventory_namespace.clone(),
+                windows_user: wp.windows_user.clone(),
+                resync: Duration::from_secs(wp.resync_interval),
+                lease_namespace: wp.lease_namespace.clone(),
+                lease_name: wp.lease_name.clone(),
+            })
+        } else {
+            Job::Node {
+                root: self.root.clone().ok_or_else(|| Error::Usage("--root is required".into()))?,
+                base: self.base.clone(),
+                targets: Target::set(&self.targets),
+                reload: crate::agent::reload::Reload {
+                    crio: self.reload_crio,
+                    proc_root: self.proc_root.clone(),
+                    on_change: self
+                        .on_change
+                        .as_deref()
+                        .map(|c| c.split_whitespace().map(String::from).collect())
+                        .unwrap_or_default(),
+                    timeout: Duration::from_secs(self.hook_timeout),
+                },
+            }
+        };
+        Ok(Config {
+            manifests: self.manifests.clone(),
+            kube: self.kube,
+            listen: self.listen,
+            debounce: Duration::from_millis(self.debounce_ms),
+            job,
+        })
+    }
+}
+
 /// `run --kube --windows-push`: the in-cluster pusher (one replica, Lease leader election).
 #[derive(Debug, Clone, Args)]
 pub struct WindowsPushArgs {
@@ -289,9 +331,7 @@ pub struct WindowsPushArgs {
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Render(args) => {
-            let mut targets = args.targets.clone();
-            targets.sort();
-            targets.dedup();
+            let targets = Target::set(&args.targets);
             let node::Rendered { policy, report, .. } =
                 node::render_to_root(&args.manifests.paths, &args.root, args.base.as_deref(), &targets)?;
             if targets.iter().any(|t| *t != Target::Linux) {
@@ -315,7 +355,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             print_policy_warnings(&policy);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => crate::run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => crate::run::run(args.config()?).map(|()| ExitCode::SUCCESS),
         Command::Push(args) => push::push(&args),
         Command::Resolve(args) => inspect::resolve(&args),
         Command::Diff(args) => inspect::diff(&args),

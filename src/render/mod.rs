@@ -23,6 +23,16 @@ pub enum Target {
     Windows,
 }
 
+impl Target {
+    /// The targets a command was given, each once, in one order (render's order).
+    pub fn set(targets: &[Target]) -> Vec<Target> {
+        let mut set = targets.to_vec();
+        set.sort();
+        set.dedup();
+        set
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error(transparent)]

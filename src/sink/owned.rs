@@ -250,21 +250,35 @@ pub fn apply<S: Store>(
     let mut report = ApplyReport::default();
     let cut_short = owned.files.values().any(|h| h == PENDING);
     if plan.is_current() && !dirty && !cut_short {
-        for (rel, action) in &plan.actions {
-            let file = wanted.get(rel).expect("the plan holds wanted paths");
-            match action {
-                Action::Unchanged => {
-                    store.keep(rel, file)?;
-                    report.unchanged.push(rel.clone());
-                }
-                Action::Foreign => report.kept_foreign.push(rel.clone()),
-                Action::Write => unreachable!("a current plan writes nothing"),
-            }
-        }
+        carry_out(store, wanted, &plan, &mut report)?;
         return Ok(report);
     }
+    let (mut state, to_create) = claim(store, &plan, &owned)?;
+    if state != owned || dirty {
+        store.write_state(&state)?;
+    }
+    report.swept = sweep(store, wanted, &owned)?;
+    for dir in &to_create {
+        store.create_dir(dir)?;
+    }
+    carry_out(store, wanted, &plan, &mut report)?;
+    // Only now that every new file is in place does anything go away.
+    remove_stale(store, &plan, &mut state, &mut report)?;
+    // Every wanted file that is right now and was or became ours carries its hash.
+    for (rel, action) in &plan.actions {
+        let owned_now = *action == Action::Write || (*action == Action::Unchanged && state.files.contains_key(rel));
+        if owned_now {
+            let file = wanted.get(rel).expect("the plan holds wanted paths");
+            state.files.insert(rel.clone(), sha256_hex(&file.contents));
+        }
+    }
+    store.write_state(&state)?;
+    Ok(report)
+}
 
-    // The folders the writes need that do not exist yet, parents first.
+/// The state to record before anything is written: every file about to be written [`PENDING`],
+/// every folder about to be created listed. Also returns those folders, parents first.
+fn claim<S: Store>(store: &S, plan: &Plan, owned: &Manifest) -> Result<(Manifest, Vec<String>), S::Error> {
     let mut to_create = Vec::new();
     let mut seen = BTreeSet::new();
     for rel in plan.writes() {
@@ -279,25 +293,27 @@ pub fn apply<S: Store>(
         state.files.insert(rel.to_string(), PENDING.to_string());
     }
     state.dirs.extend(to_create.iter().cloned());
-    if state != owned || dirty {
-        store.write_state(&state)?;
-    }
+    Ok((state, to_create))
+}
 
-    // Debris of a run that was killed: only in folders this sink writes or owns.
+/// Removes the debris of a run that was killed: only in folders this sink writes or owns.
+fn sweep<S: Store>(store: &S, wanted: &FileSet, owned: &Manifest) -> Result<Vec<String>, S::Error> {
     let mut folders: BTreeSet<&str> = BTreeSet::from([""]);
     for rel in wanted.iter().map(|(p, _)| p).chain(owned.files.keys().map(String::as_str)) {
         folders.insert(rel.rsplit_once('/').map_or("", |(d, _)| d));
     }
     folders.extend(owned.dirs.iter().map(String::as_str));
+    let mut swept = Vec::new();
     for dir in folders {
         if dir.is_empty() || store.dir_exists(dir)? {
-            report.swept.extend(store.sweep(dir)?);
+            swept.extend(store.sweep(dir)?);
         }
     }
+    Ok(swept)
+}
 
-    for dir in &to_create {
-        store.create_dir(dir)?;
-    }
+/// Does what the plan says for each wanted file.
+fn carry_out<S: Store>(store: &S, wanted: &FileSet, plan: &Plan, report: &mut ApplyReport) -> Result<(), S::Error> {
     for (rel, action) in &plan.actions {
         let file = wanted.get(rel).expect("the plan holds wanted paths");
         match action {
@@ -312,7 +328,17 @@ pub fn apply<S: Store>(
             }
         }
     }
-    // Only now that every new file is in place does anything go away.
+    Ok(())
+}
+
+/// Removes owned files no longer wanted, then owned folders no longer needed, and drops them from
+/// `state`. What is already gone is no error; a folder someone else's file keeps alive stays owned.
+fn remove_stale<S: Store>(
+    store: &S,
+    plan: &Plan,
+    state: &mut Manifest,
+    report: &mut ApplyReport,
+) -> Result<(), S::Error> {
     for rel in &plan.remove_files {
         match store.remove_file(rel)? {
             Removal::Removed => report.removed.push(rel.clone()),
@@ -333,16 +359,7 @@ pub fn apply<S: Store>(
             }
         }
     }
-    // Every wanted file that is right now and was or became ours carries its hash.
-    for (rel, action) in &plan.actions {
-        let owned_now = *action == Action::Write || (*action == Action::Unchanged && state.files.contains_key(rel));
-        if owned_now {
-            let file = wanted.get(rel).expect("the plan holds wanted paths");
-            state.files.insert(rel.clone(), sha256_hex(&file.contents));
-        }
-    }
-    store.write_state(&state)?;
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]
