@@ -215,7 +215,10 @@ async fn windows_push(
     watching.tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx));
     let pusher = agent::windows_push::Pusher {
         snapshot: cluster_snapshot(&cluster),
-        hosts: hosts.clone(),
+        hosts: {
+            let hosts = hosts.clone();
+            Arc::new(move || hosts.hosts())
+        },
         options,
         metrics: Arc::clone(&watching.metrics),
         debounce,

@@ -12,16 +12,19 @@ use crate::node;
 use crate::policy::Policy;
 use crate::push::{self, HostStatus, PushOptions};
 use crate::render::Target;
-use crate::source::windows_hosts::WindowsHosts;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Reads the current host list (the cluster source's `WindowsHosts`).
+pub type Hosts = Arc<dyn Fn() -> (Vec<push::Host>, Vec<push::inventory::EntryError>) + Send + Sync>;
+
 pub struct Pusher {
     pub snapshot: Snapshot,
-    pub hosts: WindowsHosts,
+    /// The hosts to push to now, and the inventory entries that had to be skipped.
+    pub hosts: Hosts,
     pub options: Arc<PushOptions>,
     pub metrics: Arc<Metrics>,
     pub debounce: Duration,
@@ -89,7 +92,7 @@ impl Pusher {
             }
         };
         self.metrics.input_valid.set(1);
-        let (hosts, skipped) = self.hosts.hosts();
+        let (hosts, skipped) = (self.hosts)();
         for e in &skipped {
             tracing::error!("inventory: {e}; this entry is skipped");
         }
