@@ -1,4 +1,4 @@
-//! Small text helpers shared by the edges.
+//! Small text helpers shared by the core and the edges.
 
 /// Cuts `s` to at most `max` bytes without splitting a character (`String::truncate` panics
 /// there, and cluster text is any UTF-8).
@@ -10,6 +10,11 @@ pub fn truncate_at_char(s: &mut String, max: usize) {
         }
         s.truncate(end);
     }
+}
+
+/// Lowercase hex of `bytes` (digests in state files, annotations and messages).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub fn files_hash(files: &FileSet) -> String {
         h.update((f.contents.len() as u64).to_be_bytes());
         h.update(&f.contents);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::text::hex(&h.finalize())
 }
 
 fn objects_of(e: &Error) -> Vec<String> {
@@ -152,6 +152,12 @@ pub(crate) fn succeeded(metrics: &Metrics) {
     metrics.set_ready();
 }
 
+/// Debounce: returns once `triggers` has been quiet for `quiet` (or has ended), so that a burst of
+/// changes gives one render (or one push round).
+pub(crate) async fn settle(triggers: &mut mpsc::Receiver<()>, quiet: Duration) {
+    while let Ok(Some(())) = tokio::time::timeout(quiet, triggers.recv()).await {}
+}
+
 /// Runs until `shutdown` completes or every trigger sender is gone: renders once at start, then once
 /// per settled burst of triggers. Each outcome goes to `outcomes` when given.
 pub async fn run(
@@ -176,15 +182,9 @@ pub async fn run(
                 if t.is_none() {
                     break;
                 }
-                // Debounce: wait until the source has been quiet for `debounce`.
-                loop {
-                    tokio::select! {
-                        _ = &mut shutdown => return,
-                        more = tokio::time::timeout(settings.debounce, triggers.recv()) => match more {
-                            Ok(Some(())) => continue,
-                            Ok(None) | Err(_) => break,
-                        },
-                    }
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = settle(&mut triggers, settings.debounce) => {}
                 }
                 report(render_once(&settings, &snapshot, &metrics).await);
             }

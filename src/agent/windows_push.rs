@@ -56,8 +56,7 @@ impl Pusher {
                     if t.is_none() {
                         return;
                     }
-                    // Debounce: one round for a burst.
-                    while let Ok(Some(())) = tokio::time::timeout(self.debounce, triggers.recv()).await {}
+                    super::settle(triggers, self.debounce).await;
                 }
             }
         }

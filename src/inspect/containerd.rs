@@ -10,10 +10,10 @@ use crate::fileset::FileSet;
 use crate::render::hosts_toml::Layout;
 use toml_edit::{DocumentMut, Item};
 
-/// containerd's default when no hosts.toml applies (docker.io is served by registry-1.docker.io).
+/// containerd's default when no hosts.toml applies: the registry itself (`registry-1.docker.io` for
+/// docker.io), the same upstream the renderer writes.
 fn default_server(registry: &str) -> String {
-    let host = if registry == "docker.io" { "registry-1.docker.io" } else { registry };
-    format!("https://{host}/v2")
+    crate::render::hosts_toml::server_url(registry)
 }
 
 /// The URL a host entry is asked for: `/v2` is added unless `override_path` says the URL has it.

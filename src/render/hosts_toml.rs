@@ -151,7 +151,7 @@ fn endpoint_url(location: &str) -> String {
 }
 
 /// The upstream endpoint of a registry host. Docker Hub's API lives on `registry-1.docker.io`.
-fn server_url(host: &str) -> String {
+pub fn server_url(host: &str) -> String {
     match host {
         "docker.io" => "https://registry-1.docker.io/v2".to_string(),
         _ => format!("https://{host}/v2"),
