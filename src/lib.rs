@@ -29,7 +29,7 @@
 //!   machine, [`sink::ssh`] on a remote host over SFTP (verified host key, temp file +
 //!   posix-rename).
 //!
-//! **The pure core** (objects in, files and explanations out; no I/O, no logging):
+//! **The pure core** (objects in, files and explanations out; no I/O):
 //! - [`inspect`]: explainers for `resolve` (containers/image and containerd endpoint order, what
 //!   the allowed/blocked rules refuse) and `diff` (unified diff, the MCO's disruption classes).
 //! - [`render`]: renderers from policy to a [`fileset::FileSet`]: [`render::registries_conf`]
@@ -41,7 +41,8 @@
 //!   nesting rule.
 //! - [`model`]: serde types of the Kubernetes objects (kube-rs resources) and the loader:
 //!   [`model::load_text`] is pure; [`model::load_paths`] is the one part of this room that reads
-//!   files (a folder of manifests) and is what the commands and the folder source call.
+//!   files (a folder of manifests) and is what the commands and the folder source call; both log
+//!   the objects they skip (other kinds, an `Image` not named `cluster`).
 //! - [`fileset`]: the set of files (relative path, bytes, mode) that every renderer returns and every
 //!   sink applies, and the checks that keep its paths inside a root.
 //! - [`error`]: the library error type, which tells bad input (exit 2) from failures (exit 1).
