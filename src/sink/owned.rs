@@ -140,7 +140,7 @@ pub trait Store {
     /// How the file at `rel` compares with `wanted`; `owned_hash` is what the state says was
     /// written there (a store may trust it instead of reading the file).
     fn compare(&self, rel: &str, wanted: &File, owned_hash: Option<&str>) -> Result<Current, Self::Error>;
-    /// Called for a file that is already right (the local sink fixes its mode).
+    /// Called for a file of mirrorconf's that is already right (the local sink fixes its mode).
     fn keep(&self, _rel: &str, _file: &File) -> Result<(), Self::Error> {
         Ok(())
     }
@@ -249,7 +249,7 @@ pub fn apply<S: Store>(
     let mut report = ApplyReport::default();
     let cut_short = owned.files.values().any(|h| h == PENDING);
     if plan.is_current() && !dirty && !cut_short {
-        carry_out(store, wanted, &plan, &mut report)?;
+        carry_out(store, wanted, &plan, &owned, &mut report)?;
         return Ok(report);
     }
     let (mut state, to_create) = claim(store, &plan, &owned)?;
@@ -260,7 +260,7 @@ pub fn apply<S: Store>(
     for dir in &to_create {
         store.create_dir(dir)?;
     }
-    carry_out(store, wanted, &plan, &mut report)?;
+    carry_out(store, wanted, &plan, &owned, &mut report)?;
     // Only now that every new file is in place does anything go away.
     remove_stale(store, &plan, &mut state, &mut report)?;
     // Every wanted file that is right now and was or became ours carries its hash.
@@ -311,13 +311,22 @@ fn sweep<S: Store>(store: &S, wanted: &FileSet, owned: &Manifest) -> Result<Vec<
     Ok(swept)
 }
 
-/// Does what the plan says for each wanted file.
-fn carry_out<S: Store>(store: &S, wanted: &FileSet, plan: &Plan, report: &mut ApplyReport) -> Result<(), S::Error> {
+/// Does what the plan says for each wanted file. A file that is already right is kept as it is
+/// (its mode put right only when it is mirrorconf's: someone else's identical file is not touched).
+fn carry_out<S: Store>(
+    store: &S,
+    wanted: &FileSet,
+    plan: &Plan,
+    owned: &Manifest,
+    report: &mut ApplyReport,
+) -> Result<(), S::Error> {
     for (rel, action) in &plan.actions {
         let file = wanted.get(rel).expect("the plan holds wanted paths");
         match action {
             Action::Unchanged => {
-                store.keep(rel, file)?;
+                if owned.files.contains_key(rel) {
+                    store.keep(rel, file)?;
+                }
                 report.unchanged.push(rel.clone());
             }
             Action::Foreign => report.kept_foreign.push(rel.clone()),

@@ -169,3 +169,15 @@ fn an_owned_file_whose_folder_is_gone_is_not_an_error() {
     assert_eq!(m.files.keys().collect::<Vec<_>>(), ["etc/other"]);
     assert!(m.dirs.iter().all(|d| !d.starts_with("certs.d")), "{:?}", m.dirs);
 }
+
+#[test]
+fn someone_elses_identical_file_keeps_its_mode() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("etc")).unwrap();
+    fs::write(root.path().join("etc/ca.crt"), "x").unwrap();
+    fs::set_permissions(root.path().join("etc/ca.crt"), fs::Permissions::from_mode(0o600)).unwrap();
+    let sink = LocalSink::new(root.path());
+    let r = sink.apply(&set(&[("etc/ca.crt", "x")])).unwrap();
+    assert_eq!(r.unchanged, ["etc/ca.crt"]);
+    assert_eq!(fs::metadata(root.path().join("etc/ca.crt")).unwrap().permissions().mode() & 0o777, 0o600);
+}
