@@ -165,45 +165,88 @@ fn read_bounded(path: &Path, file_limit: u64, load_left: u64) -> Result<String, 
         .map_err(|e| refused(format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())))
 }
 
+/// The files to read for one `--manifests` argument, sorted. A file named explicitly is read
+/// whatever it is (a FIFO such as `<(oc get idms -o yaml)` included); in folders, only regular
+/// `*.yaml`, `*.yml` and `*.json` files. Every folder is listed once, however many symlinks lead to
+/// it, and a symlink back to a folder being walked is reported, not followed.
 fn collect_files(path: &Path, loader: &mut Loader) -> Vec<PathBuf> {
-    match list_files(path) {
-        Ok(files) => files,
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
         Err(e) => {
-            loader.error(path, None, e);
-            Vec::new()
+            loader.error(path, None, format!("cannot read: {e}"));
+            return Vec::new();
         }
-    }
-}
-
-fn list_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    };
     if !meta.is_dir() {
-        // A file named explicitly is read whatever its extension.
-        return Ok(vec![path.to_path_buf()]);
+        return vec![path.to_path_buf()];
     }
+    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
     let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    // Every folder listed so far, and where.
+    let mut listed: BTreeMap<(u64, u64), PathBuf> = BTreeMap::new();
+    listed.insert(id(&meta), path.to_path_buf());
+    // Folders still to list, each with the folders above it in this walk.
+    let mut stack = vec![(path.to_path_buf(), vec![id(&meta)])];
+    while let Some((dir, above)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                loader.error(path, None, format!("cannot list {}: {e}", dir.display()));
+                continue;
+            }
+        };
+        let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-            let p = entry.path();
-            let name = entry.file_name();
+            match entry {
+                Ok(entry) => names.push(entry.file_name()),
+                Err(e) => loader.error(path, None, format!("cannot list {}: {e}", dir.display())),
+            }
+        }
+        // Sorted, so that which of two paths to one folder is used never depends on directory order.
+        names.sort();
+        let mut subdirs = Vec::new();
+        for name in names {
             // Hidden files include editors' swap files and Kubernetes ConfigMap mount internals
             // (`..data`), which would otherwise be read twice.
             if name.to_string_lossy().starts_with('.') {
                 continue;
             }
-            if p.is_dir() {
-                stack.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
-                out.push(p);
+            let p = dir.join(&name);
+            let wanted = matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"));
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => {
+                    let here = id(&m);
+                    if above.contains(&here) {
+                        let message =
+                            format!("symlink loop: {} leads back to {}", p.display(), listed[&here].display());
+                        loader.error(path, None, message);
+                    } else if let Some(first) = listed.get(&here) {
+                        tracing::warn!(folder = %p.display(), same_as = %first.display(), "a folder reached twice through symlinks is read once");
+                    } else {
+                        listed.insert(here, p.clone());
+                        let mut chain = above.clone();
+                        chain.push(here);
+                        subdirs.push((p, chain));
+                    }
+                }
+                Ok(m) if wanted && !m.is_file() => {
+                    loader.error(
+                        &p,
+                        None,
+                        "not a regular file (a FIFO, socket or device); only regular files are read from folders",
+                    );
+                }
+                // Unreadable entries are read anyway, so that the reason is reported.
+                _ if wanted => out.push(p),
+                _ => {}
             }
         }
+        stack.extend(subdirs.into_iter().rev());
     }
-    // Sorted so that messages and duplicate detection do not depend on directory order.
+    // Sorted so that messages and duplicate detection do not depend on the walk.
     out.sort();
-    Ok(out)
+    out
 }
 
 struct Loader {
@@ -513,5 +556,56 @@ mod tests {
             &limits,
         );
         assert!(e.is_ok(), "exactly at the limit is fine: {e:?}");
+    }
+
+    #[test]
+    fn symlink_loops_are_reported_and_the_rest_is_still_read() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("m");
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::write(root.join("sub/deeper/ok.yaml"), LIST).unwrap();
+        std::fs::write(root.join("z-broken.yaml"), "kind: [").unwrap();
+        symlink(&root, root.join("sub/deeper/loop")).unwrap();
+        symlink(".", root.join("sub/self")).unwrap();
+        let e = load_paths(&[&root]).unwrap_err();
+        let messages: Vec<String> = e.iter().map(ToString::to_string).collect();
+        let r = root.display();
+        assert_eq!(
+            messages,
+            [
+                format!("{r}: symlink loop: {r}/sub/self leads back to {r}/sub"),
+                format!("{r}: symlink loop: {r}/sub/deeper/loop leads back to {r}"),
+                format!(
+                    "{r}/z-broken.yaml (document 1): not valid YAML or JSON: {}",
+                    messages[2].split_once("JSON: ").unwrap().1
+                ),
+            ]
+        );
+        // Two links to one folder (not a loop): its files are read once, not "defined twice".
+        std::fs::remove_file(root.join("z-broken.yaml")).unwrap();
+        std::fs::remove_file(root.join("sub/deeper/loop")).unwrap();
+        std::fs::remove_file(root.join("sub/self")).unwrap();
+        std::fs::write(
+            root.join("sub/deeper/ok.yaml"),
+            "apiVersion: config.openshift.io/v1\nkind: ImageTagMirrorSet\nmetadata: {name: t}\nspec: {}\n",
+        )
+        .unwrap();
+        symlink(root.join("sub/deeper"), root.join("again")).unwrap();
+        symlink(root.join("sub/deeper"), root.join("sub/twice")).unwrap();
+        assert_eq!(load_paths(&[&root]).unwrap().tag_sets.len(), 1);
+    }
+
+    #[test]
+    fn only_regular_files_are_read_from_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.yaml");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        std::fs::write(dir.path().join("ok.yaml"), LIST).unwrap();
+        // Opening the FIFO would block until a writer came: it is refused without being opened.
+        let e = load_paths(&[dir.path()]).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].path, fifo);
+        assert!(e[0].message.starts_with("not a regular file"), "{}", e[0]);
     }
 }
