@@ -134,35 +134,59 @@ enum ReadError {
     Refused(String),
 }
 
-/// Reads a file as UTF-8, refusing it when it is larger than `file_limit` or than what is left of
-/// the load (`load_left`). The size is checked from the metadata first and enforced while reading,
-/// since a FIFO, a device or a `/proc` file reports no size, and a file can grow meanwhile.
 fn read_bounded(path: &Path, file_limit: u64, load_left: u64) -> Result<String, ReadError> {
-    use std::io::Read;
-    let refused = |message: String| ReadError::Refused(message);
-    let file = std::fs::File::open(path).map_err(|e| refused(format!("cannot read: {e}")))?;
-    let meta = file.metadata().map_err(|e| refused(format!("cannot read: {e}")))?;
-    if meta.is_file() && meta.len() > file_limit {
-        return Err(refused(format!(
-            "{} bytes, over {} (the limit for one file); refused before reading",
-            meta.len(),
-            size(file_limit)
-        )));
-    }
-    if meta.is_file() && meta.len() > load_left {
-        return Err(ReadError::OverLoad);
-    }
     let cap = file_limit.min(load_left);
-    let mut bytes = Vec::with_capacity(if meta.is_file() { meta.len() as usize + 1 } else { 8192 });
-    file.take(cap + 1).read_to_end(&mut bytes).map_err(|e| refused(format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > cap {
-        if cap < file_limit {
-            return Err(ReadError::OverLoad);
+    read_text_limited(path, cap).map_err(|e| match e {
+        LimitedRead::TooBig { .. } if cap < file_limit => ReadError::OverLoad,
+        LimitedRead::TooBig { size: Some(n) } => ReadError::Refused(format!(
+            "{n} bytes, over {} (the limit for one file); refused before reading",
+            size(file_limit)
+        )),
+        LimitedRead::TooBig { size: None } => ReadError::Refused(format!(
+            "more than {} (the limit for one file) while reading; refused",
+            size(file_limit)
+        )),
+        LimitedRead::NotUtf8 { offset } => {
+            ReadError::Refused(format!("not UTF-8 text (invalid byte at offset {offset})"))
         }
-        return Err(refused(format!("more than {} (the limit for one file) while reading; refused", size(file_limit))));
+        LimitedRead::Io(e) => ReadError::Refused(format!("cannot read: {e}")),
+    })
+}
+
+/// Why [`read_text_limited`] gave no text.
+#[derive(Debug)]
+pub(crate) enum LimitedRead {
+    /// Over the limit: `size` from the metadata when it said so, `None` when found while reading.
+    TooBig {
+        size: Option<u64>,
+    },
+    NotUtf8 {
+        offset: usize,
+    },
+    Io(std::io::Error),
+}
+
+/// `4 MiB` for limits that are whole MiB, else the byte count (for messages).
+pub(crate) fn describe_size(bytes: u64) -> String {
+    size(bytes)
+}
+
+/// Reads a file as UTF-8 text of at most `limit` bytes. The size is checked from the metadata
+/// first (nothing is read from a file that says it is too big) and enforced while reading, since
+/// a FIFO, a device or a `/proc` file reports no size, and a file can grow meanwhile.
+pub(crate) fn read_text_limited(path: &Path, limit: u64) -> Result<String, LimitedRead> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(LimitedRead::Io)?;
+    let meta = file.metadata().map_err(LimitedRead::Io)?;
+    if meta.is_file() && meta.len() > limit {
+        return Err(LimitedRead::TooBig { size: Some(meta.len()) });
     }
-    String::from_utf8(bytes)
-        .map_err(|e| refused(format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())))
+    let mut bytes = Vec::with_capacity(if meta.is_file() { meta.len() as usize + 1 } else { 8192 });
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(LimitedRead::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(LimitedRead::TooBig { size: None });
+    }
+    String::from_utf8(bytes).map_err(|e| LimitedRead::NotUtf8 { offset: e.utf8_error().valid_up_to() })
 }
 
 /// The files to read for one `--manifests` argument, sorted. A file named explicitly is read
