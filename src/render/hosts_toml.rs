@@ -55,8 +55,12 @@ pub enum HostsError {
     PullSecret(#[from] PullSecretError),
     #[error("internal error: the hosts.toml template failed: {0}")]
     Template(#[from] minijinja::Error),
-    #[error("internal error: rendered hosts.toml for {host} does not parse back: {error}\n{text}")]
-    Unparsable { host: String, error: String, text: String },
+    /// Only the position and the parser's own message: the text can hold `authorization` headers,
+    /// and toml_edit's `Display` quotes the offending line, so neither is shown.
+    #[error(
+        "internal error: rendered hosts.toml for {host} does not parse back (line {line}, column {column}): {message}"
+    )]
+    Unparsable { host: String, line: usize, column: usize, message: String },
 }
 
 /// Registry host -> the name of its CA file next to a hosts.toml that references it.
@@ -184,6 +188,17 @@ fn is_insecure(policy: &Policy, location: &str) -> bool {
     policy.insecure_scopes.iter().any(|s| scope::is_nested(location, s) || scope::is_nested(host, s))
 }
 
+/// Checks that a rendered file parses as TOML, reporting only where and why (see
+/// [`HostsError::Unparsable`]).
+fn parse_back(host: &str, text: &str) -> Result<(), HostsError> {
+    let Err(e) = text.parse::<toml_edit::DocumentMut>() else { return Ok(()) };
+    let offset = e.span().map_or(0, |s| s.start.min(text.len()));
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(HostsError::Unparsable { host: host.to_string(), line, column, message: e.message().to_string() })
+}
+
 /// Renders one hosts.toml per registry host that has mirrors, blocked hosts, and hosts with only a CA
 /// (`cas`: host -> CA file name next to the hosts.toml). Every file is parsed back before it is
 /// returned, since containerd silently ignores a file it cannot parse.
@@ -268,9 +283,7 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
             view.server_ca.iter().chain(view.hosts.iter().filter_map(|h| h.ca.as_ref())).collect();
         let ca_hosts = cas.iter().filter(|(_, f)| referenced.contains(f)).map(|(h, _)| h.clone()).collect();
         let text = TEMPLATES.get_template("hosts.toml").expect("registered").render(&view)?;
-        if let Err(e) = text.parse::<toml_edit::DocumentMut>() {
-            return Err(HostsError::Unparsable { host: host.to_string(), error: e.to_string(), text });
-        }
+        parse_back(host, &text)?;
         out.push(HostsFile { host: host.to_string(), text, has_credentials, ca_hosts });
     }
     Ok(out)

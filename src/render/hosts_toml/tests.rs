@@ -139,3 +139,15 @@ fn credentials_come_from_the_pull_secret() {
     );
     assert_eq!(f.text.matches("authorization").count(), 1);
 }
+
+#[test]
+fn a_file_that_does_not_parse_back_is_reported_without_its_text() {
+    let secret = "c3VwZXJzZWNyZXQ6aHVudGVyMg==";
+    let text = format!(
+        "server = \"https://q.io/v2\"\n\n[host.\"https://m.io/v2\"]\n  capabilities = [\"pull\"]\n  [host.\"https://m.io/v2\".header]\n    authorization = \"Basic {secret}\n"
+    );
+    let e = parse_back("q.io", &text).unwrap_err().to_string();
+    assert!(!e.contains(secret) && !e.contains("authorization") && !e.contains("Basic"), "{e}");
+    assert!(e.starts_with("internal error: rendered hosts.toml for q.io does not parse back (line 6, column "), "{e}");
+    assert!(parse_back("q.io", "server = \"https://q.io/v2\"\n").is_ok());
+}
