@@ -8,6 +8,7 @@ pub mod cas;
 pub mod merge;
 pub mod scope;
 
+use crate::model::pull_secret::{self, PullSecret};
 use crate::model::{object_ref, Inputs, MirrorEntry, ALLOW_CONTACTING_SOURCE, NEVER_CONTACT_SOURCE};
 use foldhash::{HashMap, HashMapExt};
 use std::collections::BTreeMap;
@@ -91,6 +92,9 @@ pub struct Policy {
     pub trusted_ca_config_map: Option<String>,
     /// Registry `host[:port]` -> PEM of its CA certificates (validated, normalised).
     pub registry_cas: BTreeMap<String, String>,
+    /// The cluster pull secret (`openshift-config/pull-secret`), parsed: a broken one is refused
+    /// here, by every command alike, not first when a renderer needs it.
+    pub pull_secret: Option<PullSecret>,
     /// Things that do not stop rendering but that an admin should know (e.g. a missing CA ConfigMap).
     pub warnings: Vec<String>,
 }
@@ -158,6 +162,17 @@ impl Policy {
 
         policy.registry_cas =
             cas::registry_cas(inputs, policy.trusted_ca_config_map.as_deref(), &mut v.errors, &mut policy.warnings);
+
+        match PullSecret::from_inputs(inputs) {
+            Ok(secret) => policy.pull_secret = secret,
+            // The message says where the JSON broke, never what it holds.
+            Err(e) => v.error(
+                &format!("Secret/{}", pull_secret::NAME),
+                &format!("data[{}]", pull_secret::KEY),
+                "<credentials, not shown>",
+                e.message,
+            ),
+        }
 
         if !v.errors.is_empty() {
             return Err(ValidationErrors(v.errors));

@@ -191,3 +191,29 @@ fn search_registries_are_a_set_of_registry_hosts() {
     assert!(e[1].message.starts_with("a search registry must be a registry host[:port]"), "{}", e[1]);
     assert!(e.iter().all(|e| e.object == "Image/cluster"));
 }
+
+fn pull_secret(json: &str) -> String {
+    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: pull-secret, namespace: openshift-config}}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{json}'\n---\n")
+}
+
+#[test]
+fn the_pull_secret_is_validated_with_everything_else() {
+    let secret = "c3VwZXJzZWNyZXQ6aHVudGVyMg==";
+    for broken in
+        [format!("{{\"auths\": \"{secret}\"}}"), format!("{{\"auths\": {{\"m.io\": {{\"auth\": {secret}}}}}}}")]
+    {
+        let e = policy(&format!("{}{}", pull_secret(&broken), idms("a", "  - source: q.io\n    mirrors: [m.io]\n")))
+            .unwrap_err()
+            .0;
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].object.as_str(), e[0].field.as_str()), ("Secret/pull-secret", "data[.dockerconfigjson]"));
+        let shown = e[0].to_string();
+        assert!(
+            shown.contains("not a docker config.json") && !shown.contains(secret) && !shown.contains("c3Vw"),
+            "{shown}"
+        );
+    }
+    let p = policy(&pull_secret(&format!("{{\"auths\": {{\"m.io\": {{\"auth\": \"{secret}\"}}}}}}"))).unwrap();
+    assert_eq!(p.pull_secret.as_ref().and_then(|s| s.auth_for("m.io/x")), Some(secret));
+    assert!(!format!("{p:?}").contains(secret), "a debug-printed policy holds no credentials");
+}
