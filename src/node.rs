@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::fileset::FileSet;
-use crate::model::{load_paths, Inputs};
+use crate::model::{describe_size, load_paths, read_text_limited, Inputs, LimitedRead, LoadError};
 use crate::policy::Policy;
 use crate::render::{self, NodeInputs, Target};
 use crate::sink::local::{write_atomic, LocalSink};
@@ -15,8 +15,32 @@ use std::path::{Path, PathBuf};
 pub const ADOPTED_BASE_PATH: &str = "var/lib/mirrorconf/base/registries.conf";
 /// Where the node's original policy.json is kept once adopted, relative to the root.
 pub const ADOPTED_POLICY_JSON_PATH: &str = "var/lib/mirrorconf/base/policy.json";
-/// The largest policy.json read from a node.
-const MAX_POLICY_JSON_BYTES: u64 = 1 << 20;
+/// The largest base registries.conf or policy.json read. A hand-written one is a few KiB; the limit
+/// keeps a hostile or runaway file (it is read as root on every render) from costing more than a
+/// moment.
+pub const MAX_BASE_BYTES: u64 = 1 << 20;
+
+/// Reads a node's own file (`what`: "registries.conf", "policy.json") within [`MAX_BASE_BYTES`];
+/// `Ok(None)` when there is no such file. Too big or not UTF-8 is bad input (exit 2), naming the
+/// file and the limit.
+fn read_base_text(path: &Path, what: &str) -> Result<Option<String>, Error> {
+    let refuse = |message: String| Error::Load(vec![LoadError { path: path.to_path_buf(), document: None, message }]);
+    let limit = describe_size(MAX_BASE_BYTES);
+    match read_text_limited(path, MAX_BASE_BYTES) {
+        Ok(text) => Ok(Some(text)),
+        Err(LimitedRead::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(LimitedRead::Io(source)) => Err(Error::Read { path: path.to_path_buf(), source }),
+        Err(LimitedRead::TooBig { size: Some(n) }) => {
+            Err(refuse(format!("{n} bytes, over {limit} (the limit for a base {what}); refused before reading")))
+        }
+        Err(LimitedRead::TooBig { size: None }) => {
+            Err(refuse(format!("more than {limit} (the limit for a base {what}) while reading; refused")))
+        }
+        Err(LimitedRead::NotUtf8 { offset }) => {
+            Err(refuse(format!("not UTF-8 text (invalid byte at offset {offset}); a {what} is text")))
+        }
+    }
+}
 
 /// Loads and validates every manifest under `paths`.
 pub fn load_policy<P: AsRef<Path>>(paths: &[P]) -> Result<(Inputs, Policy), Error> {
@@ -55,12 +79,7 @@ impl Base {
 /// The node's policy.json as the base: the copy adopted earlier; else the node's current file if
 /// mirrorconf did not write it (adopted now); else none (the node had none before mirrorconf).
 fn resolve_policy_json(root: &Path, owned: &crate::sink::Manifest) -> Result<Option<OwnFile>, Error> {
-    let read = |path: &Path| {
-        let bytes = crate::sink::local::read_bounded(path, MAX_POLICY_JSON_BYTES)?;
-        bytes
-            .map(|b| String::from_utf8(b).map_err(|_| Error::Usage(format!("{}: not UTF-8 text", path.display()))))
-            .transpose()
-    };
+    let read = |path: &Path| read_base_text(path, "policy.json");
     let adopted = root.join(ADOPTED_POLICY_JSON_PATH);
     if let Some(text) = read(&adopted)? {
         return Ok(Some(OwnFile { text, origin: adopted, adopt: false }));
@@ -74,25 +93,16 @@ fn resolve_policy_json(root: &Path, owned: &crate::sink::Manifest) -> Result<Opt
 
 /// Reads the file `--base` names.
 pub fn read_base(path: &Path) -> Result<Base, Error> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Base::from_text(text, path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err(Error::Usage(format!("--base {}: no such file", path.display())))
-        }
-        Err(source) => Err(Error::Read { path: path.to_path_buf(), source }),
+    match read_base_text(path, "registries.conf")? {
+        Some(text) => Ok(Base::from_text(text, path)),
+        None => Err(Error::Usage(format!("--base {}: no such file", path.display()))),
     }
 }
 
 /// Chooses the base: `--base` when given; else the copy adopted earlier; else the node's current
 /// registries.conf if mirrorconf did not write it (adopted now); else an empty file.
 pub fn resolve_base(root: &Path, explicit: Option<&Path>, sink: &LocalSink) -> Result<Base, Error> {
-    let read = |path: &Path| -> Result<Option<String>, Error> {
-        match std::fs::read_to_string(path) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(Error::Read { path: path.to_path_buf(), source }),
-        }
-    };
+    let read = |path: &Path| read_base_text(path, "registries.conf");
     let owned = sink.manifest()?.0;
     let policy_json = resolve_policy_json(root, &owned)?;
     if let Some(path) = explicit {
@@ -211,4 +221,55 @@ pub fn preview<P: AsRef<Path>>(
     let Prepared { sink, files, .. } = prepare(&inputs, root, base, targets)?;
     let preview = sink.preview(&files)?;
     crate::inspect::diff::report(&preview.changes, preview.kept_foreign).map_err(Error::Usage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(e: Error) -> String {
+        assert!(e.is_invalid_input(), "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn the_base_file_is_bounded_before_and_while_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("registries.conf");
+        std::fs::File::create(&big).unwrap().set_len(MAX_BASE_BYTES + 1).unwrap();
+        assert_eq!(
+            refusal(read_base(&big).unwrap_err()),
+            format!(
+                "{}: 1048577 bytes, over 1 MiB (the limit for a base registries.conf); refused before reading",
+                big.display()
+            )
+        );
+        assert_eq!(
+            refusal(read_base(Path::new("/dev/zero")).unwrap_err()),
+            "/dev/zero: more than 1 MiB (the limit for a base registries.conf) while reading; refused"
+        );
+        std::fs::write(&big, b"a = \"\xff\"\n").unwrap();
+        assert!(refusal(read_base(&big).unwrap_err())
+            .ends_with("not UTF-8 text (invalid byte at offset 5); a registries.conf is TOML"));
+        std::fs::write(&big, "a = 1\n").unwrap();
+        assert_eq!(read_base(&big).unwrap().text, "a = 1\n");
+        assert!(matches!(read_base(&dir.path().join("missing")), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn the_nodes_own_file_is_bounded_too() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(root.path());
+        assert_eq!(resolve_base(root.path(), None, &sink).unwrap().text, "");
+        let live = root.path().join(render::registries_conf::PATH);
+        std::fs::create_dir_all(live.parent().unwrap()).unwrap();
+        std::fs::File::create(&live).unwrap().set_len(5 << 20).unwrap();
+        let e = refusal(resolve_base(root.path(), None, &sink).unwrap_err());
+        assert!(e.contains("registries.conf: 5242880 bytes, over 1 MiB"), "{e}");
+        let adopted = root.path().join(ADOPTED_BASE_PATH);
+        std::fs::create_dir_all(adopted.parent().unwrap()).unwrap();
+        std::fs::File::create(&adopted).unwrap().set_len(MAX_BASE_BYTES + 1).unwrap();
+        let e = refusal(resolve_base(root.path(), None, &sink).unwrap_err());
+        assert!(e.contains("base/registries.conf: 1048577 bytes"), "{e}");
+    }
 }

@@ -1,7 +1,13 @@
 //! Finding objects in files: folders (recursively `*.yaml`, `*.yml`, `*.json`), multi-document YAML,
 //! and `kind: List` (or typed lists such as `ImageDigestMirrorSetList`). Kinds mirrorconf does not
 //! read are skipped; the same object defined twice is an error, since the cluster could never hold both.
+//!
+//! Everything read here is untrusted, so a load is bounded before the YAML parser sees anything
+//! ([`Limits`]): each file and the whole load have a size limit, checked from the file's metadata
+//! and again while reading (a FIFO or a `/proc` file reports no size), and a linear pre-scan refuses
+//! text that nests deeper than libyaml can parse in linear time.
 
+use super::depth;
 use super::{ConfigMap, Image, ImageContentSourcePolicy, ImageDigestMirrorSet, ImageTagMirrorSet, Inputs, Secret};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -9,6 +15,45 @@ use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// Nesting depth refused before parsing. Kubernetes objects nest fewer than 15 levels (a `List` of
+/// objects with `managedFields` included); libyaml's scanner does work per token in proportion to
+/// the depth, which is what makes 100,000 nested `[` take minutes.
+pub const MAX_DEPTH: usize = 64;
+
+/// Bounds on what one load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes in one file (or one text given to [`load_text`]).
+    pub file_bytes: u64,
+    /// Bytes over all files of one [`load_paths`] call.
+    pub load_bytes: u64,
+    /// Nesting depth (collections inside collections) of any document.
+    pub depth: usize,
+}
+
+impl Limits {
+    /// 4 MiB per file: the API server refuses requests over 3 MiB, so any object a cluster can hold
+    /// fits in a file, YAML indentation included. 16 MiB over all files of one load: room for a
+    /// whole cluster's mirror policy (100,000 IDMS entries are about 15 MiB of YAML) while a hostile
+    /// folder cannot make one load take more than a few hundred MiB of memory.
+    pub const DEFAULT: Limits = Limits { file_bytes: 4 << 20, load_bytes: 16 << 20, depth: MAX_DEPTH };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// `4 MiB` for limits that are whole MiB, else the byte count.
+fn size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
 
 /// A problem with one file or one document in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,67 +73,208 @@ impl fmt::Display for LoadError {
     }
 }
 
-/// Loads every object from the given files and folders. All problems are collected and returned
-/// together so that one run shows everything that needs fixing.
+/// Loads every object from the given files and folders within [`Limits::DEFAULT`]. All problems
+/// are collected and returned together so that one run shows everything that needs fixing.
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Inputs, Vec<LoadError>> {
-    let mut loader = Loader::default();
-    for path in paths {
+    load_paths_with(paths, &Limits::DEFAULT)
+}
+
+/// [`load_paths`] with other limits.
+pub fn load_paths_with<P: AsRef<Path>>(paths: &[P], limits: &Limits) -> Result<Inputs, Vec<LoadError>> {
+    let mut loader = Loader::new(limits);
+    let mut used: u64 = 0;
+    'paths: for path in paths {
         let path = path.as_ref();
-        match collect_files(path) {
-            Ok(files) => {
-                for file in files {
-                    match std::fs::read_to_string(&file) {
-                        Ok(text) => loader.load_text(&file, &text),
-                        Err(e) => loader.error(&file, None, format!("cannot read: {e}")),
-                    }
+        for file in collect_files(path, &mut loader) {
+            match read_bounded(&file, limits.file_bytes, limits.load_bytes.saturating_sub(used)) {
+                Ok(text) => {
+                    used += text.len() as u64;
+                    loader.load_text(&file, &text);
                 }
+                Err(ReadError::OverLoad) => {
+                    let message = format!(
+                        "would take this load over {} (the limit for all files of one load); refused, and the files after it were not read",
+                        size(limits.load_bytes)
+                    );
+                    loader.error(&file, None, message);
+                    break 'paths;
+                }
+                Err(ReadError::Refused(message)) => loader.error(&file, None, message),
             }
-            Err(e) => loader.error(path, None, e),
         }
     }
     loader.finish()
 }
 
-/// Parses the objects of one YAML/JSON text as if it were the file `origin` (no I/O).
+/// Parses the objects of one YAML/JSON text as if it were the file `origin` (no I/O), within
+/// [`Limits::DEFAULT`] (the per-file size and the depth).
 pub fn load_text(origin: &Path, text: &str) -> Result<Inputs, Vec<LoadError>> {
-    let mut loader = Loader::default();
-    loader.load_text(origin, text);
+    load_text_with(origin, text, &Limits::DEFAULT)
+}
+
+/// [`load_text`] with other limits.
+pub fn load_text_with(origin: &Path, text: &str, limits: &Limits) -> Result<Inputs, Vec<LoadError>> {
+    let mut loader = Loader::new(limits);
+    if text.len() as u64 > limits.file_bytes {
+        let message = format!(
+            "{} bytes, over {} (the limit for one file); refused before parsing",
+            text.len(),
+            size(limits.file_bytes)
+        );
+        loader.error(origin, None, message);
+    } else {
+        loader.load_text(origin, text);
+    }
     loader.finish()
 }
 
-fn collect_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_dir() {
-        // A file named explicitly is read whatever its extension.
-        return Ok(vec![path.to_path_buf()]);
+enum ReadError {
+    /// The file would take the load past its total limit.
+    OverLoad,
+    Refused(String),
+}
+
+fn read_bounded(path: &Path, file_limit: u64, load_left: u64) -> Result<String, ReadError> {
+    let cap = file_limit.min(load_left);
+    read_text_limited(path, cap).map_err(|e| match e {
+        LimitedRead::TooBig { .. } if cap < file_limit => ReadError::OverLoad,
+        LimitedRead::TooBig { size: Some(n) } => ReadError::Refused(format!(
+            "{n} bytes, over {} (the limit for one file); refused before reading",
+            size(file_limit)
+        )),
+        LimitedRead::TooBig { size: None } => ReadError::Refused(format!(
+            "more than {} (the limit for one file) while reading; refused",
+            size(file_limit)
+        )),
+        LimitedRead::NotUtf8 { offset } => {
+            ReadError::Refused(format!("not UTF-8 text (invalid byte at offset {offset})"))
+        }
+        LimitedRead::Io(e) => ReadError::Refused(format!("cannot read: {e}")),
+    })
+}
+
+/// Why [`read_text_limited`] gave no text.
+#[derive(Debug)]
+pub(crate) enum LimitedRead {
+    /// Over the limit: `size` from the metadata when it said so, `None` when found while reading.
+    TooBig {
+        size: Option<u64>,
+    },
+    NotUtf8 {
+        offset: usize,
+    },
+    Io(std::io::Error),
+}
+
+/// `4 MiB` for limits that are whole MiB, else the byte count (for messages).
+pub(crate) fn describe_size(bytes: u64) -> String {
+    size(bytes)
+}
+
+/// Reads a file as UTF-8 text of at most `limit` bytes. The size is checked from the metadata
+/// first (nothing is read from a file that says it is too big) and enforced while reading, since
+/// a FIFO, a device or a `/proc` file reports no size, and a file can grow meanwhile.
+pub(crate) fn read_text_limited(path: &Path, limit: u64) -> Result<String, LimitedRead> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(LimitedRead::Io)?;
+    let meta = file.metadata().map_err(LimitedRead::Io)?;
+    if meta.is_file() && meta.len() > limit {
+        return Err(LimitedRead::TooBig { size: Some(meta.len()) });
     }
+    let mut bytes = Vec::with_capacity(if meta.is_file() { meta.len() as usize + 1 } else { 8192 });
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(LimitedRead::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(LimitedRead::TooBig { size: None });
+    }
+    String::from_utf8(bytes).map_err(|e| LimitedRead::NotUtf8 { offset: e.utf8_error().valid_up_to() })
+}
+
+/// The files to read for one `--manifests` argument, sorted. A file named explicitly is read
+/// whatever it is (a FIFO such as `<(oc get idms -o yaml)` included); in folders, only regular
+/// `*.yaml`, `*.yml` and `*.json` files. Every folder is listed once, however many symlinks lead to
+/// it, and a symlink back to a folder being walked is reported, not followed.
+fn collect_files(path: &Path, loader: &mut Loader) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            loader.error(path, None, format!("cannot read: {e}"));
+            return Vec::new();
+        }
+    };
+    if !meta.is_dir() {
+        return vec![path.to_path_buf()];
+    }
+    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
     let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    // Every folder listed so far, and where.
+    let mut listed: BTreeMap<(u64, u64), PathBuf> = BTreeMap::new();
+    listed.insert(id(&meta), path.to_path_buf());
+    // Folders still to list, each with the folders above it in this walk.
+    let mut stack = vec![(path.to_path_buf(), vec![id(&meta)])];
+    while let Some((dir, above)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                loader.error(path, None, format!("cannot list {}: {e}", dir.display()));
+                continue;
+            }
+        };
+        let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-            let p = entry.path();
-            let name = entry.file_name();
+            match entry {
+                Ok(entry) => names.push(entry.file_name()),
+                Err(e) => loader.error(path, None, format!("cannot list {}: {e}", dir.display())),
+            }
+        }
+        // Sorted, so that which of two paths to one folder is used never depends on directory order.
+        names.sort();
+        let mut subdirs = Vec::new();
+        for name in names {
             // Hidden files include editors' swap files and Kubernetes ConfigMap mount internals
             // (`..data`), which would otherwise be read twice.
             if name.to_string_lossy().starts_with('.') {
                 continue;
             }
-            if p.is_dir() {
-                stack.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
-                out.push(p);
+            let p = dir.join(&name);
+            let wanted = matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"));
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => {
+                    let here = id(&m);
+                    if above.contains(&here) {
+                        let message =
+                            format!("symlink loop: {} leads back to {}", p.display(), listed[&here].display());
+                        loader.error(path, None, message);
+                    } else if let Some(first) = listed.get(&here) {
+                        tracing::warn!(folder = %p.display(), same_as = %first.display(), "a folder reached twice through symlinks is read once");
+                    } else {
+                        listed.insert(here, p.clone());
+                        let mut chain = above.clone();
+                        chain.push(here);
+                        subdirs.push((p, chain));
+                    }
+                }
+                Ok(m) if wanted && !m.is_file() => {
+                    loader.error(
+                        &p,
+                        None,
+                        "not a regular file (a FIFO, socket or device); only regular files are read from folders",
+                    );
+                }
+                // Unreadable entries are read anyway, so that the reason is reported.
+                _ if wanted => out.push(p),
+                _ => {}
             }
         }
+        stack.extend(subdirs.into_iter().rev());
     }
-    // Sorted so that messages and duplicate detection do not depend on directory order.
+    // Sorted so that messages and duplicate detection do not depend on the walk.
     out.sort();
-    Ok(out)
+    out
 }
 
-#[derive(Default)]
 struct Loader {
+    depth_limit: usize,
     inputs: Inputs,
     errors: Vec<LoadError>,
     /// (kind, namespace, name) -> where it was first seen, to refuse duplicates.
@@ -96,11 +282,23 @@ struct Loader {
 }
 
 impl Loader {
+    fn new(limits: &Limits) -> Loader {
+        Loader { depth_limit: limits.depth, inputs: Inputs::default(), errors: Vec::new(), seen: BTreeMap::new() }
+    }
+
     fn error(&mut self, path: &Path, document: Option<usize>, message: impl Into<String>) {
         self.errors.push(LoadError { path: path.to_path_buf(), document, message: message.into() });
     }
 
     fn load_text(&mut self, path: &Path, text: &str) {
+        if let Err(at) = depth::check(text, self.depth_limit) {
+            let message = format!(
+                "nested deeper than {} levels (the limit) at line {}, column {}; refused before parsing",
+                self.depth_limit, at.line, at.column
+            );
+            self.error(path, None, message);
+            return;
+        }
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             match Value::deserialize(doc) {
                 Ok(Value::Null) => {}
@@ -311,5 +509,127 @@ mod tests {
     fn syntax_errors_are_reported() {
         let errors = load("kind: [unclosed\n").unwrap_err();
         assert!(errors[0].message.starts_with("not valid YAML or JSON"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        // The mapping is one level, so the 64th bracket is the 65th level.
+        let flow = format!("a: {}", "[".repeat(100_000));
+        let e = load(&flow).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            e[0].to_string(),
+            "test.yaml: nested deeper than 64 levels (the limit) at line 1, column 67; refused before parsing"
+        );
+        let block = format!("{}x\n", "- ".repeat(65));
+        assert!(load(&block).unwrap_err()[0].message.starts_with("nested deeper than 64 levels"));
+        // 64 levels are fine (and are a parse error only because serde has no such type).
+        assert!(load(&format!("{}{}", "[".repeat(63), "]".repeat(63))).unwrap_err()[0].message.contains("mapping"));
+    }
+
+    #[test]
+    fn load_text_applies_the_file_size_limit() {
+        let limits = Limits { file_bytes: 10, ..Limits::DEFAULT };
+        let e = load_text_with(Path::new("t.yaml"), "kind: List\nitems: []\n", &limits).unwrap_err();
+        assert_eq!(
+            e[0].to_string(),
+            "t.yaml: 21 bytes, over 10 bytes (the limit for one file); refused before parsing"
+        );
+        assert!(load_text_with(Path::new("t.yaml"), "# empty\n", &limits).is_ok());
+    }
+
+    const LIST: &str = "apiVersion: v1\nkind: List\nitems: []\n";
+
+    #[test]
+    fn file_sizes_are_checked_before_and_while_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yaml");
+        // Sparse: the metadata says 5 MiB; nothing needs reading to refuse it.
+        std::fs::File::create(&big).unwrap().set_len(5 << 20).unwrap();
+        let e = load_paths(&[&big]).unwrap_err();
+        assert_eq!(e[0].message, "5242880 bytes, over 4 MiB (the limit for one file); refused before reading");
+        // A device reports no size: the limit holds while reading.
+        let e = load_paths(&[Path::new("/dev/zero")]).unwrap_err();
+        assert_eq!(e[0].message, "more than 4 MiB (the limit for one file) while reading; refused");
+        let e = load_paths(&[Path::new("/dev/urandom")]).unwrap_err();
+        assert!(e[0].message.starts_with("more than 4 MiB"), "{}", e[0]);
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, b"kind: \xff\n").unwrap();
+        assert_eq!(load_paths(&[&bad]).unwrap_err()[0].message, "not UTF-8 text (invalid byte at offset 6)");
+    }
+
+    #[test]
+    fn the_whole_load_is_bounded_and_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.yaml", "b.yaml", "c.yaml"] {
+            std::fs::write(dir.path().join(name), LIST).unwrap();
+        }
+        std::fs::write(dir.path().join("d.yaml"), "not: [valid").unwrap();
+        let limits = Limits { load_bytes: 2 * LIST.len() as u64 + 1, ..Limits::DEFAULT };
+        let e = load_paths_with(&[dir.path()], &limits).unwrap_err();
+        // a and b fit; c would not; d (broken) is never read.
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].path.ends_with("c.yaml"));
+        assert_eq!(
+            e[0].message,
+            format!("would take this load over {} bytes (the limit for all files of one load); refused, and the files after it were not read", limits.load_bytes)
+        );
+        let limits = Limits { load_bytes: 3 * LIST.len() as u64, ..Limits::DEFAULT };
+        let e = load_paths_with(
+            &[&dir.path().join("a.yaml"), &dir.path().join("b.yaml"), &dir.path().join("c.yaml")],
+            &limits,
+        );
+        assert!(e.is_ok(), "exactly at the limit is fine: {e:?}");
+    }
+
+    #[test]
+    fn symlink_loops_are_reported_and_the_rest_is_still_read() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("m");
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::write(root.join("sub/deeper/ok.yaml"), LIST).unwrap();
+        std::fs::write(root.join("z-broken.yaml"), "kind: [").unwrap();
+        symlink(&root, root.join("sub/deeper/loop")).unwrap();
+        symlink(".", root.join("sub/self")).unwrap();
+        let e = load_paths(&[&root]).unwrap_err();
+        let messages: Vec<String> = e.iter().map(ToString::to_string).collect();
+        let r = root.display();
+        assert_eq!(
+            messages,
+            [
+                format!("{r}: symlink loop: {r}/sub/self leads back to {r}/sub"),
+                format!("{r}: symlink loop: {r}/sub/deeper/loop leads back to {r}"),
+                format!(
+                    "{r}/z-broken.yaml (document 1): not valid YAML or JSON: {}",
+                    messages[2].split_once("JSON: ").unwrap().1
+                ),
+            ]
+        );
+        // Two links to one folder (not a loop): its files are read once, not "defined twice".
+        std::fs::remove_file(root.join("z-broken.yaml")).unwrap();
+        std::fs::remove_file(root.join("sub/deeper/loop")).unwrap();
+        std::fs::remove_file(root.join("sub/self")).unwrap();
+        std::fs::write(
+            root.join("sub/deeper/ok.yaml"),
+            "apiVersion: config.openshift.io/v1\nkind: ImageTagMirrorSet\nmetadata: {name: t}\nspec: {}\n",
+        )
+        .unwrap();
+        symlink(root.join("sub/deeper"), root.join("again")).unwrap();
+        symlink(root.join("sub/deeper"), root.join("sub/twice")).unwrap();
+        assert_eq!(load_paths(&[&root]).unwrap().tag_sets.len(), 1);
+    }
+
+    #[test]
+    fn only_regular_files_are_read_from_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.yaml");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        std::fs::write(dir.path().join("ok.yaml"), LIST).unwrap();
+        // Opening the FIFO would block until a writer came: it is refused without being opened.
+        let e = load_paths(&[dir.path()]).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].path, fifo);
+        assert!(e[0].message.starts_with("not a regular file"), "{}", e[0]);
     }
 }

@@ -5,11 +5,13 @@
 //! Only the fields mirrorconf reads are modelled; unknown fields are ignored, as the API server would
 //! keep them but they do not change what is rendered.
 
+mod depth;
 mod load;
 pub mod pull_secret;
 
 pub use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-pub use load::{load_paths, load_text, LoadError};
+pub(crate) use load::{describe_size, read_text_limited, LimitedRead};
+pub use load::{load_paths, load_paths_with, load_text, load_text_with, Limits, LoadError, MAX_DEPTH};
 
 use kube::CustomResource;
 use schemars::JsonSchema;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 pub const NAMESPACE: &str = "openshift-config";
 pub const NAME: &str = "pull-secret";
-const KEY: &str = ".dockerconfigjson";
+pub const KEY: &str = ".dockerconfigjson";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Secret/{NAME}: data[{KEY}]: {message}")]
@@ -33,9 +33,16 @@ struct AuthEntry {
 }
 
 /// Registry (`host[:port][/path]`) -> base64 `user:password`, as `Basic` credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct PullSecret {
     auths: BTreeMap<String, String>,
+}
+
+/// Names the registries only: a policy (which holds the pull secret) may be debug-printed.
+impl std::fmt::Debug for PullSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullSecret").field("registries", &self.auths.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
 }
 
 impl PullSecret {
@@ -121,6 +128,13 @@ mod tests {
         assert_eq!(p.auth_for("m.io"), Some("aG9zdA=="));
         assert_eq!(p.auth_for("u.io/x"), Some("dTpw"));
         assert_eq!(p.auth_for("m.io2"), None);
+    }
+
+    #[test]
+    fn debug_output_names_registries_only() {
+        let p = PullSecret::from_secret(&secret(r#"{"auths":{"m.io":{"auth":"c3VwZXJzZWNyZXQ="}}}"#)).unwrap();
+        let shown = format!("{p:?}");
+        assert!(shown.contains("m.io") && !shown.contains("c3VwZXJzZWNyZXQ"), "{shown}");
     }
 
     #[test]

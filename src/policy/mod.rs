@@ -8,6 +8,7 @@ pub mod cas;
 pub mod merge;
 pub mod scope;
 
+use crate::model::pull_secret::{self, PullSecret};
 use crate::model::{object_ref, Inputs, MirrorEntry, ALLOW_CONTACTING_SOURCE, NEVER_CONTACT_SOURCE};
 use foldhash::{HashMap, HashMapExt};
 use std::collections::BTreeMap;
@@ -91,6 +92,9 @@ pub struct Policy {
     pub trusted_ca_config_map: Option<String>,
     /// Registry `host[:port]` -> PEM of its CA certificates (validated, normalised).
     pub registry_cas: BTreeMap<String, String>,
+    /// The cluster pull secret (`openshift-config/pull-secret`), parsed: a broken one is refused
+    /// here, by every command alike, not first when a renderer needs it.
+    pub pull_secret: Option<PullSecret>,
     /// Things that do not stop rendering but that an admin should know (e.g. a missing CA ConfigMap).
     pub warnings: Vec<String>,
 }
@@ -139,16 +143,11 @@ impl Policy {
                         "only one of allowedRegistries and blockedRegistries may be set",
                     );
                 }
-                for (i, r) in rs.container_runtime_search_registries.iter().enumerate() {
-                    if r.is_empty()
-                        || r.contains('/')
-                        || r.contains('*')
-                        || r.chars().any(|c| c.is_whitespace() || c.is_control())
-                    {
-                        let field = format!("{base}.containerRuntimeSearchRegistries[{i}]");
-                        v.error(&object, &field, r, "a search registry must be a registry host[:port]");
-                    }
-                }
+                v.search_registries(
+                    &object,
+                    &format!("{base}.containerRuntimeSearchRegistries"),
+                    &rs.container_runtime_search_registries,
+                );
                 policy.insecure_scopes = rs.insecure_registries.clone();
                 policy.blocked_scopes = rs.blocked_registries.clone();
                 policy.allowed_scopes = rs.allowed_registries.clone();
@@ -163,6 +162,17 @@ impl Policy {
 
         policy.registry_cas =
             cas::registry_cas(inputs, policy.trusted_ca_config_map.as_deref(), &mut v.errors, &mut policy.warnings);
+
+        match PullSecret::from_inputs(inputs) {
+            Ok(secret) => policy.pull_secret = secret,
+            // The message says where the JSON broke, never what it holds.
+            Err(e) => v.error(
+                &format!("Secret/{}", pull_secret::NAME),
+                &format!("data[{}]", pull_secret::KEY),
+                "<credentials, not shown>",
+                e.message,
+            ),
+        }
 
         if !v.errors.is_empty() {
             return Err(ValidationErrors(v.errors));
@@ -198,6 +208,16 @@ fn merged_sets(entries: &[SourceEntry]) -> Vec<MirrorSet> {
             }
         })
         .collect()
+}
+
+/// A value as shown in a message: whole when short, else its start (the message says how long).
+fn shown(value: &str) -> String {
+    const SHOWN: usize = scope::MAX_SCOPE_CHARS;
+    if value.chars().count() <= SHOWN {
+        value.to_string()
+    } else {
+        format!("{}...", value.chars().take(SHOWN).collect::<String>())
+    }
 }
 
 struct Validator<'i> {
@@ -299,17 +319,49 @@ impl<'i> Validator<'i> {
         }
     }
 
+    /// `insecureRegistries`, `blockedRegistries`, `allowedRegistries`: what the API server accepts
+    /// (openshift/api config/v1): at most 1,024 items, each 1 to 256 characters matching the IDMS
+    /// `source` pattern.
     fn scopes(&mut self, object: &str, path: &str, scopes: &[String]) {
+        if scopes.len() > scope::MAX_SCOPES {
+            // One error for the list, not one per item.
+            let count = format!("{} items", scopes.len());
+            let why = format!("more than {} items (the API server's limit)", scope::MAX_SCOPES);
+            self.error(object, path, &count, why);
+            return;
+        }
         for (i, s) in scopes.iter().enumerate() {
-            if !scope::is_valid_registries_conf_scope(s) {
-                let why = if s.is_empty() {
-                    "a registry scope must not be empty".to_string()
-                } else {
-                    format!(
-                        "invalid registry scope {s:?}: a '*' is only allowed as a leading \"*.\" followed by a domain"
-                    )
-                };
-                self.error(object, &format!("{path}[{i}]"), s, why);
+            let chars = s.chars().count();
+            let why = if s.is_empty() {
+                "a registry scope must not be empty".to_string()
+            } else if chars > scope::MAX_SCOPE_CHARS {
+                format!("{chars} characters, more than {} (the API server's limit)", scope::MAX_SCOPE_CHARS)
+            } else if !scope::is_valid_registries_conf_scope(s) {
+                "invalid registry scope: expected host[:port][/path] with a lowercase path, or *.domain, as an ImageDigestMirrorSet source (no tag, digest or '..')".to_string()
+            } else {
+                continue;
+            };
+            self.error(object, &format!("{path}[{i}]"), &shown(s), why);
+        }
+    }
+
+    /// `containerRuntimeSearchRegistries`: a set (`x-kubernetes-list-type: set`), which the API
+    /// server enforces, of registry hosts. Its CRD declares `format: hostname` on the list itself,
+    /// where the API server's format check does not apply (kube-openapi checks formats on strings
+    /// only), so a cluster can hold `registry.corp:5000`, which CRI-O accepts. Each item must
+    /// therefore be a registry `host[:port]` by the mirror pattern without a path, not a bare
+    /// [`scope::is_hostname`].
+    fn search_registries(&mut self, object: &str, path: &str, registries: &[String]) {
+        let mut first_at: HashMap<&str, usize> = HashMap::new();
+        for (i, r) in registries.iter().enumerate() {
+            let field = format!("{path}[{i}]");
+            if !scope::is_valid_mirror(r) || r.contains('/') {
+                let why = "a search registry must be a registry host[:port] (no path, wildcard, tag or scheme)";
+                self.error(object, &field, &shown(r), why);
+            } else if let Some(first) = first_at.get(r.as_str()) {
+                self.error(object, &field, r, format!("listed twice (the list is a set); first at {path}[{first}]"));
+            } else {
+                first_at.insert(r, i);
             }
         }
     }

@@ -29,18 +29,74 @@ pub fn is_valid_mirror(s: &str) -> bool {
     MIRROR_RE.is_match(s)
 }
 
-/// Whether `s` is acceptable as an insecure, blocked or allowed scope: non-empty, and a `*` only as a
-/// leading `*.` with no `/`, `@`, `:` or `*` after it.
+/// Items the API server allows in each of `insecureRegistries`, `blockedRegistries` and
+/// `allowedRegistries` (openshift/api config/v1, `MaxItems`).
+pub const MAX_SCOPES: usize = 1024;
+
+/// Characters the API server allows in one of those items (`MaxLength`).
+pub const MAX_SCOPE_CHARS: usize = 256;
+
+/// Whether `s` is acceptable as an insecure, blocked or allowed scope, exactly as the API server
+/// checks it: 1 to 256 characters matching the IDMS `source` pattern (so `*.domain` is allowed, and
+/// tags, digests, `..` and uppercase paths are not).
 pub fn is_valid_registries_conf_scope(s: &str) -> bool {
-    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    (1..=MAX_SCOPE_CHARS).contains(&s.chars().count()) && is_valid_source(s)
+}
+
+/// One character of a hostname label as kube-openapi's `hostname` format has it: an ASCII letter or
+/// digit, or any Unicode letter or symbol.
+fn is_host_char(c: char) -> bool {
+    static LETTER_OR_SYMBOL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\p{L}\p{S}]$").expect("valid pattern"));
+    c.is_ascii_alphanumeric() || (!c.is_ascii() && LETTER_OR_SYMBOL.is_match(c.encode_utf8(&mut [0; 4])))
+}
+
+/// Whether `s` passes the OpenAPI `format: hostname` check of the Kubernetes API server
+/// (kube-openapi `strfmt.IsHostname`), which `containerRuntimeSearchRegistries` declares. That
+/// check is its `HostnamePattern` plus at most 255 bytes in all and 63 per label. The pattern's
+/// quirks are kept, since the point is to accept exactly what a cluster can hold: a name without
+/// dots may contain only one `-` (`a-b` but not `a-b-c`), the last label of a dotted name needs two
+/// characters (`10.0.0.10` but not `10.0.0.1`), and Unicode letters and symbols count as letters.
+/// No port, path or wildcard.
+pub fn is_hostname(s: &str) -> bool {
+    if s.len() > 255 || s.split('.').any(|label| label.len() > 63) {
         return false;
     }
-    if !s.contains('*') {
-        return true;
-    }
-    match s.strip_prefix("*.") {
-        Some(rest) => !rest.is_empty() && !rest.contains(['/', '@', ':', '*']),
-        None => false,
+    let chars: Vec<char> = s.chars().collect();
+    let labels: Vec<&[char]> = chars.split(|c| *c == '.').collect();
+    match labels.as_slice() {
+        // `X(-?X{0,62})?`
+        [single] => match single.split_first() {
+            Some((first, rest)) => {
+                let rest = rest.strip_prefix(&['-']).unwrap_or(rest);
+                is_host_char(*first) && rest.len() <= 62 && rest.iter().all(|c| is_host_char(*c))
+            }
+            None => false,
+        },
+        // `(X([X-]{0,61}X)?\.)+X(-?X){1,62}`
+        [labels @ .., last] => {
+            let label_ok = |l: &[char]| match (l.first(), l.last()) {
+                (Some(a), Some(z)) => {
+                    l.len() <= 63
+                        && is_host_char(*a)
+                        && is_host_char(*z)
+                        && l.iter().all(|c| *c == '-' || is_host_char(*c))
+                }
+                _ => false,
+            };
+            let last_ok = match last.split_first() {
+                Some((first, rest)) => {
+                    let dashes_ok = !rest.windows(2).any(|w| w == ['-', '-']) && rest.last().is_some_and(|c| *c != '-');
+                    let units = rest.iter().filter(|c| **c != '-').count();
+                    is_host_char(*first)
+                        && dashes_ok
+                        && (1..=62).contains(&units)
+                        && rest.iter().all(|c| *c == '-' || is_host_char(*c))
+                }
+                None => false,
+            };
+            labels.iter().all(|l| label_ok(l)) && last_ok
+        }
+        [] => false,
     }
 }
 
@@ -151,11 +207,90 @@ mod tests {
 
     #[test]
     fn registries_conf_scopes() {
-        for ok in ["quay.io", "quay.io/ns", "*.example.com", "reg.io:5000"] {
+        let longest = format!("q.io/{}", "a".repeat(MAX_SCOPE_CHARS - 5));
+        for ok in ["quay.io", "quay.io/ns", "*.example.com", "reg.io:5000", "Quay.io/ns", "10.0.0.1:5000/x", &longest] {
             assert!(is_valid_registries_conf_scope(ok), "{ok}");
         }
-        for bad in ["", "*", "*.", "*.a/b", "*.a:1", "a.*.com", "*.a@b", "**.a", "a b"] {
+        let too_long = format!("{longest}a");
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "*.a/b",
+            "*.a:1",
+            "a.*.com",
+            "*.a@b",
+            "**.a",
+            "a b",
+            "quay.io:latest",
+            "quay.io/ns/app:latest",
+            "quay.io/ns/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "..",
+            "x/../../y",
+            "a:b:c",
+            "quay.io/Upper",
+            "https://quay.io",
+            &too_long,
+        ] {
             assert!(!is_valid_registries_conf_scope(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hostnames_as_the_api_server_checks_them() {
+        for ok in [
+            "quay.io",
+            "localhost",
+            "registry.example.com",
+            "a-",
+            "a-bc",
+            "a--b.io",
+            "10.0.0.10",
+            "☃.com",
+            "reg-1.corp-2.io",
+        ] {
+            assert!(is_hostname(ok), "{ok}");
+        }
+        let long_label = format!("{}.io", "a".repeat(64));
+        let long_name = format!("{}io", "abcdefgh.".repeat(29));
+        for bad in [
+            "",
+            "quay.io:5000",
+            "quay.io/ns",
+            "*.example.com",
+            "my-registry",
+            "ab-c",
+            "a.b",
+            "10.0.0.1",
+            "-a.io",
+            "a.io-",
+            "x.-a",
+            "a..b",
+            ".a",
+            "a.",
+            "a_b.io",
+            "a b.io",
+            &long_label,
+            &long_name,
+        ] {
+            assert!(!is_hostname(bad), "{bad}");
+        }
+    }
+
+    /// kube-openapi's own `HostnamePattern`, compiled only here (it is slow to build) to check the
+    /// hand-written matcher against it.
+    fn kube_openapi_hostname(s: &str) -> bool {
+        static PATTERN: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(r"^([a-zA-Z0-9\p{S}\p{L}]((-?[a-zA-Z0-9\p{S}\p{L}]{0,62})?)|([a-zA-Z0-9\p{S}\p{L}](([-a-zA-Z0-9\p{S}\p{L}]{0,61}[a-zA-Z0-9\p{S}\p{L}])?)(\.)){1,}([a-zA-Z0-9\p{S}\p{L}])(-?[a-zA-Z0-9\p{S}\p{L}]){1,62})$")
+                .expect("valid pattern")
+        });
+        PATTERN.is_match(s) && s.len() <= 255 && s.split('.').all(|l| l.len() <= 63)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_hostname_matcher_is_kube_openapis(s in "[a-c0-9.\\-é☃_:]{0,70}") {
+            proptest::prop_assert_eq!(is_hostname(&s), kube_openapi_hostname(&s), "{:?}", s);
         }
     }
 }

@@ -97,11 +97,14 @@ fn merges_per_exact_source_across_objects() {
     assert_eq!(p.digest_sets[1].source, "q.io/ns");
 }
 
+fn image(rs: &str) -> String {
+    format!(
+        "apiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {{name: cluster}}\nspec:\n  registrySources:\n{rs}"
+    )
+}
+
 #[test]
 fn image_scopes_are_checked() {
-    let image = |rs: &str| {
-        format!("apiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {{name: cluster}}\nspec:\n  registrySources:\n{rs}")
-    };
     let e =
         policy(&image("    insecureRegistries: ['', 'a.*.io']\n    containerRuntimeSearchRegistries: ['q.io/ns']\n"))
             .unwrap_err();
@@ -114,8 +117,103 @@ fn image_scopes_are_checked() {
             "spec.registrySources.containerRuntimeSearchRegistries[0]"
         ]
     );
-    let p = policy(&image("    blockedRegistries: ['*.b.io']\n    containerRuntimeSearchRegistries: ['q.io:5000']\n"))
-        .unwrap();
+    let p = policy(&image(
+        "    blockedRegistries: ['*.b.io']\n    containerRuntimeSearchRegistries: ['q.io', 'registry.corp.example']\n",
+    ))
+    .unwrap();
     assert_eq!(p.blocked_scopes, ["*.b.io"]);
-    assert_eq!(p.search_registries, ["q.io:5000"]);
+    assert_eq!(p.search_registries, ["q.io", "registry.corp.example"]);
+}
+
+#[test]
+fn registry_scopes_are_what_the_api_server_accepts() {
+    let bad = [
+        "quay.io:latest",
+        "quay.io/ns/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "..",
+        "x/../../y",
+        "a:b:c",
+        "quay.io/Upper",
+        "",
+    ];
+    let long = format!("q.io/{}", "a".repeat(300));
+    for list in ["insecureRegistries", "blockedRegistries", "allowedRegistries"] {
+        let items: Vec<String> =
+            ["ok.io/ns"].iter().chain(&bad).map(|s| format!("'{s}'")).chain([format!("'{long}'")]).collect();
+        let e = policy(&image(&format!("    {list}: [{}]\n", items.join(", ")))).unwrap_err().0;
+        assert_eq!(e.len(), bad.len() + 1, "{list}: {e:?}");
+        for (i, (err, value)) in e.iter().zip(bad.iter()).enumerate() {
+            assert_eq!(err.object, "Image/cluster");
+            assert_eq!(err.field, format!("spec.registrySources.{list}[{}]", i + 1));
+            assert_eq!(err.value, *value);
+        }
+        assert!(
+            e[1].to_string().contains("expected host[:port][/path] with a lowercase path, or *.domain"),
+            "{}",
+            e[1]
+        );
+        let last = e.last().unwrap();
+        assert_eq!(last.field, format!("spec.registrySources.{list}[{}]", bad.len() + 1));
+        assert_eq!(last.message, "305 characters, more than 256 (the API server's limit)");
+        assert!(last.value.ends_with("...") && last.value.len() == 259, "a long value is shortened: {}", last.value);
+    }
+}
+
+#[test]
+fn a_list_over_the_item_limit_is_one_error() {
+    let items = |n: usize| (0..n).map(|i| format!("'r{i}.io'")).collect::<Vec<_>>().join(", ");
+    assert_eq!(
+        policy(&image(&format!("    blockedRegistries: [{}]\n", items(1024)))).unwrap().blocked_scopes.len(),
+        1024
+    );
+    let e = policy(&image(&format!("    blockedRegistries: [{}]\n", items(1025)))).unwrap_err().0;
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e[0].to_string(),
+        "Image/cluster: spec.registrySources.blockedRegistries = \"1025 items\": more than 1024 items (the API server's limit)"
+    );
+}
+
+#[test]
+fn search_registries_are_a_set_of_registry_hosts() {
+    let e = policy(&image(
+        "    containerRuntimeSearchRegistries: [quay.io, 'reg.io:5000', quay.io, 'q.io/ns', '*.corp.io', '', 'docker://x.io', my-registry]\n",
+    ))
+    .unwrap_err()
+    .0;
+    let got: Vec<(String, &str)> = e.iter().map(|e| (e.field.clone(), e.value.as_str())).collect();
+    let at = |i: usize| format!("spec.registrySources.containerRuntimeSearchRegistries[{i}]");
+    assert_eq!(
+        got,
+        [(at(2), "quay.io"), (at(3), "q.io/ns"), (at(4), "*.corp.io"), (at(5), ""), (at(6), "docker://x.io")]
+    );
+    assert_eq!(e[0].message, format!("listed twice (the list is a set); first at {}", at(0)));
+    assert!(e[1].message.starts_with("a search registry must be a registry host[:port]"), "{}", e[1]);
+    assert!(e.iter().all(|e| e.object == "Image/cluster"));
+}
+
+fn pull_secret(json: &str) -> String {
+    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: pull-secret, namespace: openshift-config}}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{json}'\n---\n")
+}
+
+#[test]
+fn the_pull_secret_is_validated_with_everything_else() {
+    let secret = "c3VwZXJzZWNyZXQ6aHVudGVyMg==";
+    for broken in
+        [format!("{{\"auths\": \"{secret}\"}}"), format!("{{\"auths\": {{\"m.io\": {{\"auth\": {secret}}}}}}}")]
+    {
+        let e = policy(&format!("{}{}", pull_secret(&broken), idms("a", "  - source: q.io\n    mirrors: [m.io]\n")))
+            .unwrap_err()
+            .0;
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].object.as_str(), e[0].field.as_str()), ("Secret/pull-secret", "data[.dockerconfigjson]"));
+        let shown = e[0].to_string();
+        assert!(
+            shown.contains("not a docker config.json") && !shown.contains(secret) && !shown.contains("c3Vw"),
+            "{shown}"
+        );
+    }
+    let p = policy(&pull_secret(&format!("{{\"auths\": {{\"m.io\": {{\"auth\": \"{secret}\"}}}}}}"))).unwrap();
+    assert_eq!(p.pull_secret.as_ref().and_then(|s| s.auth_for("m.io/x")), Some(secret));
+    assert!(!format!("{p:?}").contains(secret), "a debug-printed policy holds no credentials");
 }

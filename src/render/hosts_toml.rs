@@ -8,6 +8,14 @@
 //! Unlike the reference operator: a port makes a `host_port_` folder on Windows, duplicate mirrors
 //! collapse into one table, the admin's mirror order is kept (topological merge), any
 //! `NeverContactSource` wins, insecure registries get `skip_verify`, and registry CAs are referenced.
+//!
+//! Registry hosts may hold uppercase letters (`Quay.io` and `quay.io` are both valid sources).
+//! Windows file systems are case-insensitive, so on the Windows layout two such hosts would be two
+//! folders that are one folder on the node: [`render_for`] groups sources by host compared without
+//! case into one folder with a lowercase name, which containerd on Windows finds whatever the case
+//! of the image reference, since the file system ignores it. The Linux layout keeps hosts exactly as
+//! written: containerd on Linux looks up `certs.d/<host>` with the reference's own spelling on a
+//! case-sensitive file system, so `Quay.io/x` only ever finds a `Quay.io` folder.
 
 use crate::model::pull_secret::{PullSecret, PullSecretError};
 use crate::policy::{merge::merge_mirror_lists, scope, Policy};
@@ -60,8 +68,12 @@ pub enum HostsError {
     PullSecret(#[from] PullSecretError),
     #[error("internal error: the hosts.toml template failed: {0}")]
     Template(#[from] minijinja::Error),
-    #[error("internal error: rendered hosts.toml for {host} does not parse back: {error}\n{text}")]
-    Unparsable { host: String, error: String, text: String },
+    /// Only the position and the parser's own message: the text can hold `authorization` headers,
+    /// and toml_edit's `Display` quotes the offending line, so neither is shown.
+    #[error(
+        "internal error: rendered hosts.toml for {host} does not parse back (line {line}, column {column}): {message}"
+    )]
+    Unparsable { host: String, line: usize, column: usize, message: String },
 }
 
 /// Registry host -> the name of its CA file next to a hosts.toml that references it.
@@ -166,12 +178,23 @@ struct HostPlan<'a> {
     sources: BTreeSet<&'a str>,
 }
 
-fn plan(policy: &Policy) -> BTreeMap<&str, HostPlan<'_>> {
-    let mut hosts: BTreeMap<&str, HostPlan<'_>> = BTreeMap::new();
+impl Layout {
+    /// The key that decides which registry hosts share a folder: on Windows the host compared
+    /// without case (see the module documentation), on Linux the host as written.
+    fn folder_key(self, host: &str) -> String {
+        match self {
+            Layout::Windows => host.to_ascii_lowercase(),
+            Layout::Linux => host.to_string(),
+        }
+    }
+}
+
+fn plan(policy: &Policy, layout: Layout) -> BTreeMap<String, HostPlan<'_>> {
+    let mut hosts: BTreeMap<String, HostPlan<'_>> = BTreeMap::new();
     let digest = policy.digest_entries.iter().map(|e| (e, false));
     let tag = policy.tag_entries.iter().map(|e| (e, true));
     for (e, is_tag) in digest.chain(tag).filter(|(e, _)| !scope::is_wildcard(&e.source)) {
-        let p = hosts.entry(scope::host_and_port(&e.source)).or_default();
+        let p = hosts.entry(layout.folder_key(scope::host_and_port(&e.source))).or_default();
         let list: Vec<String> = e.mirrors.iter().map(|m| cut_down(m, &e.source)).collect();
         if is_tag {
             p.tag_lists.push(list);
@@ -189,34 +212,67 @@ fn is_insecure(policy: &Policy, location: &str) -> bool {
     policy.insecure_scopes.iter().any(|s| scope::is_nested(location, s) || scope::is_nested(host, s))
 }
 
-/// Renders one hosts.toml per registry host that has mirrors, blocked hosts, and hosts with only a CA
-/// (`cas`: host -> CA file name next to the hosts.toml). Every file is parsed back before it is
-/// returned, since containerd silently ignores a file it cannot parse.
+/// Checks that a rendered file parses as TOML, reporting only where and why (see
+/// [`HostsError::Unparsable`]).
+fn parse_back(host: &str, text: &str) -> Result<(), HostsError> {
+    let Err(e) = text.parse::<toml_edit::DocumentMut>() else { return Ok(()) };
+    let offset = e.span().map_or(0, |s| s.start.min(text.len()));
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(HostsError::Unparsable { host: host.to_string(), line, column, message: e.message().to_string() })
+}
+
+/// [`render_for`] with the Linux layout's grouping (hosts exactly as written).
 pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) -> Result<Vec<HostsFile>, HostsError> {
+    render_for(Layout::Linux, policy, pull_secret, cas)
+}
+
+/// Renders one hosts.toml per registry host that has mirrors, blocked hosts, and hosts with only a CA
+/// (`cas`: host -> CA file name next to the hosts.toml), grouped into folders as `layout` needs
+/// (on Windows, hosts that differ only in case share one lowercase folder). Every file is parsed
+/// back before it is returned, since containerd silently ignores a file it cannot parse.
+pub fn render_for(
+    layout: Layout,
+    policy: &Policy,
+    pull_secret: Option<&PullSecret>,
+    cas: &CaFiles,
+) -> Result<Vec<HostsFile>, HostsError> {
     let mut out = Vec::new();
-    let mut plans = plan(policy);
+    let mut plans = plan(policy, layout);
     // A whole-host blocked scope: with mirrors, the source is never contacted; without, the host is
     // pointed at a reserved name that never resolves, the closest containerd gets to "blocked".
-    let blocked_hosts: BTreeSet<&str> = policy
+    let blocked_hosts: BTreeSet<String> = policy
         .blocked_scopes
         .iter()
-        .map(String::as_str)
         .filter(|s| !s.contains('/') && !scope::is_wildcard(s))
+        .map(|s| layout.folder_key(s))
         .collect();
     for h in &blocked_hosts {
-        plans.entry(h).or_default();
+        plans.entry(h.clone()).or_default();
     }
     for h in cas.keys() {
-        plans.entry(h.as_str()).or_default();
+        plans.entry(layout.folder_key(h)).or_default();
     }
     // allowedRegistries: every allowed host gets a folder of its own (so `_default` does not catch
     // it), every other host with a folder is refused, and `_default` refuses the rest.
     let allow_list = !policy.allowed_scopes.is_empty();
     for s in policy.allowed_scopes.iter().filter(|s| !scope::is_wildcard(s)) {
-        plans.entry(scope::host_and_port(s)).or_default();
+        plans.entry(layout.folder_key(scope::host_and_port(s))).or_default();
     }
+    // The CA file of a registry host; on Windows a folder's host may be spelled in another case.
+    let ca_for_host = |host: &str| -> Option<String> {
+        cas.get(host)
+            .or_else(|| {
+                (layout == Layout::Windows)
+                    .then(|| cas.iter().find(|(h, _)| h.eq_ignore_ascii_case(host)).map(|(_, f)| f))
+                    .flatten()
+            })
+            .cloned()
+    };
 
     for (host, mut p) in plans {
+        let host = host.as_str();
         let refused = allow_list && !is_allowed_host(policy, host);
         if refused {
             // The image name is refused (as CRI-O's policy.json refuses it): no mirror either.
@@ -233,7 +289,7 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
             }
         }
         let blocked = refused || blocked_hosts.contains(host);
-        let ca_for = |location: &str| cas.get(scope::host_and_port(location)).cloned();
+        let ca_for = |location: &str| ca_for_host(scope::host_and_port(location));
         let mut hosts: Vec<HostView> = mirrors
             .iter()
             .map(|(location, resolve)| HostView {
@@ -284,9 +340,7 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
             view.server_ca.iter().chain(view.hosts.iter().filter_map(|h| h.ca.as_ref())).collect();
         let ca_hosts = cas.iter().filter(|(_, f)| referenced.contains(f)).map(|(h, _)| h.clone()).collect();
         let text = TEMPLATES.get_template("hosts.toml").expect("registered").render(&view)?;
-        if let Err(e) = text.parse::<toml_edit::DocumentMut>() {
-            return Err(HostsError::Unparsable { host: host.to_string(), error: e.to_string(), text });
-        }
+        parse_back(host, &text)?;
         out.push(HostsFile { host: host.to_string(), text, has_credentials, ca_hosts });
     }
     if allow_list {
@@ -311,12 +365,15 @@ pub fn render(policy: &Policy, pull_secret: Option<&PullSecret>, cas: &CaFiles) 
 
 /// Whether `host` (`host[:port]`) is inside allowedRegistries as containerd can tell: an allowed
 /// scope on that host (a repository scope allows its whole host), or a wildcard scope above it.
+/// Host names compare without case, as DNS (and a Windows folder) does.
 pub fn is_allowed_host(policy: &Policy, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
     policy.allowed_scopes.iter().any(|s| {
-        if scope::is_wildcard(s) {
-            scope::is_nested(host, s)
+        let s = s.to_ascii_lowercase();
+        if scope::is_wildcard(&s) {
+            scope::is_nested(&host, &s)
         } else {
-            scope::host_and_port(s) == host
+            scope::host_and_port(&s) == host
         }
     })
 }
@@ -342,7 +399,19 @@ pub fn warnings(policy: &Policy) -> Vec<String> {
             }
         }
     }
-    for (host, p) in plan(policy) {
+    // Hosts that only differ in case share one folder on Windows nodes.
+    let mut spellings: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    for e in policy.digest_entries.iter().chain(&policy.tag_entries).filter(|e| !scope::is_wildcard(&e.source)) {
+        let host = scope::host_and_port(&e.source);
+        spellings.entry(Layout::Windows.folder_key(host)).or_default().insert(host);
+    }
+    for (folder, hosts) in spellings.iter().filter(|(_, hosts)| hosts.len() > 1) {
+        let hosts: Vec<&str> = hosts.iter().copied().collect();
+        out.push(format!(
+            "registry hosts {hosts:?} differ only in case: Windows nodes (case-insensitive folders) get one folder {folder} holding the mirrors of all of them; containerd on Linux gets one folder each"
+        ));
+    }
+    for (host, p) in plan(policy, Layout::Linux) {
         let per_source: BTreeMap<&str, BTreeSet<String>> = p
             .sources
             .iter()

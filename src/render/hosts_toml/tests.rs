@@ -139,3 +139,41 @@ fn credentials_come_from_the_pull_secret() {
     );
     assert_eq!(f.text.matches("authorization").count(), 1);
 }
+
+#[test]
+fn windows_folders_merge_hosts_that_differ_only_in_case() {
+    let yaml = format!(
+        "{}---\napiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {{name: b}}\nspec:\n  imageDigestMirrors:\n  - source: quay.io/b\n    mirrors: [m2.io/b]\n",
+        idms("  - source: Quay.io/a\n    mirrors: [m1.io/a]\n")
+    );
+    let p = policy(&yaml);
+    // Windows: one lowercase folder holding the mirrors of both spellings.
+    let files = render_for(Layout::Windows, &p, None, &CaFiles::new()).unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].host, "quay.io");
+    assert_eq!(Layout::Windows.file_path(&files[0].host), "k/containerd/registries/quay.io/hosts.toml");
+    let doc: toml_edit::DocumentMut = files[0].text.parse().unwrap();
+    let hosts: Vec<&str> = doc["host"].as_table_like().unwrap().iter().map(|(k, _)| k).collect();
+    assert_eq!(hosts, ["https://m1.io/v2", "https://m2.io/v2"], "{}", files[0].text);
+    assert_eq!(doc["server"].as_str(), Some("https://quay.io/v2"));
+    // Linux keeps the hosts apart: its file system, and containerd's lookup, are case-sensitive.
+    let linux: Vec<String> = render(&p, None, &CaFiles::new()).unwrap().into_iter().map(|f| f.host).collect();
+    assert_eq!(linux, ["Quay.io", "quay.io"]);
+    let w = warnings(&p);
+    assert!(
+        w.iter().any(|w| w.starts_with("registry hosts [\"Quay.io\", \"quay.io\"] differ only in case: Windows nodes")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn a_file_that_does_not_parse_back_is_reported_without_its_text() {
+    let secret = "c3VwZXJzZWNyZXQ6aHVudGVyMg==";
+    let text = format!(
+        "server = \"https://q.io/v2\"\n\n[host.\"https://m.io/v2\"]\n  capabilities = [\"pull\"]\n  [host.\"https://m.io/v2\".header]\n    authorization = \"Basic {secret}\n"
+    );
+    let e = parse_back("q.io", &text).unwrap_err().to_string();
+    assert!(!e.contains(secret) && !e.contains("authorization") && !e.contains("Basic"), "{e}");
+    assert!(e.starts_with("internal error: rendered hosts.toml for q.io does not parse back (line 6, column "), "{e}");
+    assert!(parse_back("q.io", "server = \"https://q.io/v2\"\n").is_ok());
+}
