@@ -250,7 +250,7 @@ mod tests {
         );
         std::fs::write(&big, b"a = \"\xff\"\n").unwrap();
         assert!(refusal(read_base(&big).unwrap_err())
-            .ends_with("not UTF-8 text (invalid byte at offset 5); a registries.conf is TOML"));
+            .ends_with("not UTF-8 text (invalid byte at offset 5); a registries.conf is text"));
         std::fs::write(&big, "a = 1\n").unwrap();
         assert_eq!(read_base(&big).unwrap().text, "a = 1\n");
         assert!(matches!(read_base(&dir.path().join("missing")), Err(Error::Usage(_))));
