@@ -411,40 +411,24 @@ pub fn warnings(policy: &Policy) -> Vec<String> {
             "registry hosts {hosts:?} differ only in case: Windows nodes (case-insensitive folders) get one folder {folder} holding the mirrors of all of them; containerd on Linux gets one folder each"
         ));
     }
+    // One pass over the entries: per source, its cut-down mirrors and whether any entry says
+    // NeverContactSource (looking them up per source was quadratic in the number of entries).
+    let mut by_source: BTreeMap<&str, (BTreeSet<String>, bool)> = BTreeMap::new();
+    for e in policy.digest_entries.iter().chain(&policy.tag_entries) {
+        let (mirrors, never) = by_source.entry(&e.source).or_default();
+        mirrors.extend(e.mirrors.iter().map(|m| cut_down(m, &e.source)));
+        *never |= e.never_contact_source;
+    }
     for (host, p) in plan(policy, Layout::Linux) {
-        let per_source: BTreeMap<&str, BTreeSet<String>> = p
-            .sources
-            .iter()
-            .map(|s| {
-                let ms = policy
-                    .digest_entries
-                    .iter()
-                    .chain(&policy.tag_entries)
-                    .filter(|e| e.source == *s)
-                    .flat_map(|e| e.mirrors.iter().map(|m| cut_down(m, &e.source)))
-                    .collect();
-                (*s, ms)
-            })
-            .collect();
-        let distinct: BTreeSet<&BTreeSet<String>> = per_source.values().collect();
+        let per_source: Vec<(&str, &BTreeSet<String>)> = p.sources.iter().map(|s| (*s, &by_source[s].0)).collect();
+        let distinct: BTreeSet<&BTreeSet<String>> = per_source.iter().map(|(_, m)| *m).collect();
         if distinct.len() > 1 {
-            let sources: Vec<&str> = per_source.keys().copied().collect();
+            let sources: Vec<&str> = per_source.iter().map(|(s, _)| *s).collect();
             out.push(format!(
                 "registry {host}: sources {sources:?} have different mirrors; containerd mirrors whole registries, so images of each source are also looked for on the other sources' mirrors (under their own path)"
             ));
         }
-        let never: Vec<&str> = p
-            .sources
-            .iter()
-            .copied()
-            .filter(|s| {
-                policy
-                    .digest_entries
-                    .iter()
-                    .chain(&policy.tag_entries)
-                    .any(|e| e.source == *s && e.never_contact_source)
-            })
-            .collect();
+        let never: Vec<&str> = p.sources.iter().copied().filter(|s| by_source[s].1).collect();
         if !never.is_empty() && never.len() < p.sources.len() {
             out.push(format!(
                 "registry {host}: NeverContactSource on {never:?} applies to the whole registry on containerd and Windows nodes"

@@ -177,3 +177,12 @@ fn a_file_that_does_not_parse_back_is_reported_without_its_text() {
     assert!(e.starts_with("internal error: rendered hosts.toml for q.io does not parse back (line 6, column "), "{e}");
     assert!(parse_back("q.io", "server = \"https://q.io/v2\"\n").is_ok());
 }
+
+#[test]
+fn warns_when_never_contact_source_covers_only_some_sources_of_a_registry() {
+    let p = policy(&idms(
+        "  - source: q.io/a\n    mirrors: [m.io/a]\n    mirrorSourcePolicy: NeverContactSource\n  - source: q.io/b\n    mirrors: [m.io/b]\n",
+    ));
+    let w = warnings(&p);
+    assert_eq!(w, ["registry q.io: NeverContactSource on [\"q.io/a\"] applies to the whole registry on containerd and Windows nodes"]);
+}
