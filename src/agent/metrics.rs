@@ -46,41 +46,23 @@ impl Metrics {
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
-        registry.register("renders", "Renders finished, refused ones included", m.renders.clone());
-        registry.register(
-            "render_errors",
-            "Render attempts refused or failed; the last good files stay",
-            m.render_errors.clone(),
-        );
-        registry.register("files_written", "Files written (only when their bytes changed)", m.files_written.clone());
-        registry.register("files_removed", "Files removed (only ones mirrorconf created)", m.files_removed.clone());
-        registry.register("reloads", "Reload actions run after a change", m.reloads.clone());
-        registry.register("reload_errors", "Reload actions that failed", m.reload_errors.clone());
-        registry.register(
-            "watch_restarts",
-            "Times a source restarted its watch (relist, watcher error)",
-            m.watch_restarts.clone(),
-        );
-        registry.register(
-            "last_success_timestamp_seconds",
-            "Unix time of the last successful render",
-            m.last_success.clone(),
-        );
-        registry.register(
-            "input_valid",
-            "1 when the current input is valid, 0 when it was refused",
-            m.input_valid.clone(),
-        );
-        registry.register(
-            "windows_hosts",
-            "Windows hosts in the last push round (--windows-push)",
-            m.windows_hosts.clone(),
-        );
-        registry.register(
-            "windows_hosts_failed",
-            "Windows hosts that failed in the last push round",
-            m.windows_hosts_failed.clone(),
-        );
+        // name (after the `mirrorconf_` prefix), help, metric: one line each.
+        macro_rules! register {
+            ($($field:ident: $name:literal, $help:literal;)*) => { $(registry.register($name, $help, m.$field.clone());)* };
+        }
+        register! {
+            renders: "renders", "Renders finished, refused ones included";
+            render_errors: "render_errors", "Render attempts refused or failed; the last good files stay";
+            files_written: "files_written", "Files written (only when their bytes changed)";
+            files_removed: "files_removed", "Files removed (only ones mirrorconf created)";
+            reloads: "reloads", "Reload actions run after a change";
+            reload_errors: "reload_errors", "Reload actions that failed";
+            watch_restarts: "watch_restarts", "Times a source restarted its watch (relist, watcher error)";
+            last_success: "last_success_timestamp_seconds", "Unix time of the last successful render";
+            input_valid: "input_valid", "1 when the current input is valid, 0 when it was refused";
+            windows_hosts: "windows_hosts", "Windows hosts in the last push round (--windows-push)";
+            windows_hosts_failed: "windows_hosts_failed", "Windows hosts that failed in the last push round";
+        }
         Metrics { registry, ..m }
     }
 
