@@ -55,12 +55,27 @@ pub fn decode_key(key: &str) -> Result<String, String> {
 }
 
 /// Parses a PEM bundle: one or more CERTIFICATE blocks, each valid X.509. Returns the DER of each.
+///
+/// Errors never quote the value: a refused value may be a pasted private key. They say which block
+/// and what is wrong with it (a PEM label is shown only when it is a well-known one).
 pub fn parse_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    const KNOWN_LABELS: &[&str] =
+        &["PUBLIC KEY", "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", "X509 CRL", "TRUSTED CERTIFICATE"];
     let mut certs = Vec::new();
     for (i, block) in x509_parser::pem::Pem::iter_from_buffer(pem).enumerate() {
-        let block = block.map_err(|e| format!("PEM block {} cannot be read: {e}", i + 1))?;
+        let n = i + 1;
+        // The reader's error can name a byte of the value (a base64 decode error does).
+        let block =
+            block.map_err(|_| format!("PEM block {n} cannot be read (not a PEM block with base64 contents)"))?;
+        if block.label.contains("PRIVATE KEY") {
+            return Err(format!("PEM block {n} holds a PRIVATE KEY block; a CA bundle must hold only certificates, and a private key does not belong in a ConfigMap"));
+        }
         if block.label != "CERTIFICATE" {
-            return Err(format!("PEM block {} is a {:?}, not a CERTIFICATE", i + 1, block.label));
+            let what = KNOWN_LABELS
+                .iter()
+                .find(|l| **l == block.label)
+                .map_or("not a CERTIFICATE".to_string(), |l| format!("a {l} block"));
+            return Err(format!("PEM block {n} is {what}; a CA bundle must hold only certificates"));
         }
         block.parse_x509().map_err(|e| format!("PEM block {} is not a valid X.509 certificate: {e}", i + 1))?;
         certs.push(block.contents);
@@ -135,8 +150,9 @@ pub fn registry_cas(
                     }
                 }
                 Err(why) => {
-                    let shown: String = String::from_utf8_lossy(&value).chars().take(40).collect();
-                    errors.push(ValidationError { object: object.clone(), field, value: shown, message: why });
+                    // Never the bytes: a refused value may be a pasted private key.
+                    let size = format!("<{} bytes, not shown>", value.len());
+                    errors.push(ValidationError { object: object.clone(), field, value: size, message: why });
                 }
             }
         }
@@ -196,7 +212,7 @@ mod tests {
         assert!(parse_bundle(b"").unwrap_err().contains("no PEM certificate"));
         assert!(parse_bundle(b"hello").is_err());
         let key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n";
-        assert!(parse_bundle(key.as_bytes()).unwrap_err().contains("not a CERTIFICATE"));
+        assert!(parse_bundle(key.as_bytes()).unwrap_err().contains("holds a PRIVATE KEY block"));
         let broken = CERT.replace("MII", "XII");
         assert!(parse_bundle(broken.as_bytes()).is_err());
     }
@@ -205,5 +221,40 @@ mod tests {
     fn pem_round_trips() {
         let der = parse_bundle(CERT.as_bytes()).unwrap();
         assert_eq!(parse_bundle(to_pem(&der).as_bytes()).unwrap(), der);
+    }
+
+    /// A ConfigMap `cas` in openshift-config with one key holding `value`, named by `Image/cluster`.
+    fn inputs_with_ca(key: &str, value: &str) -> Inputs {
+        let yaml = format!(
+            "apiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {{name: cluster}}\nspec:\n  additionalTrustedCA: {{name: cas}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cas, namespace: openshift-config}}\ndata:\n  {key}: |\n{}",
+            value.lines().map(|l| format!("    {l}\n")).collect::<String>()
+        );
+        crate::model::load_text(std::path::Path::new("t.yaml"), &yaml).unwrap()
+    }
+
+    #[test]
+    fn refused_values_are_never_quoted() {
+        let secret = "MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF";
+        let key = format!("-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n");
+        for (value, says) in [
+            (key.clone(), "PEM block 1 holds a PRIVATE KEY block"),
+            (format!("{CERT}{key}"), "PEM block 2 holds a PRIVATE KEY block"),
+            (key.replace("PRIVATE KEY", "RSA PRIVATE KEY"), "holds a PRIVATE KEY block"),
+            (
+                format!("-----BEGIN CERTIFICATE-----\n{secret}!!\n-----END CERTIFICATE-----\n"),
+                "PEM block 1 cannot be read",
+            ),
+            (format!("-----BEGIN {secret}-----\nAAAA\n-----END {secret}-----\n"), "PEM block 1 is not a CERTIFICATE"),
+            (secret.to_string(), "no PEM certificate found"),
+        ] {
+            let mut errors = Vec::new();
+            registry_cas(&inputs_with_ca("reg.io", &value), Some("cas"), &mut errors, &mut Vec::new());
+            assert_eq!(errors.len(), 1, "{value}");
+            let shown = errors[0].to_string();
+            assert!(!shown.contains(&secret[..12]), "{shown}");
+            assert!(shown.contains(says), "{shown}");
+            assert!(shown.starts_with("ConfigMap/cas: data[reg.io] = \"<"), "{shown}");
+            assert!(shown.contains(" bytes, not shown>"), "{shown}");
+        }
     }
 }
