@@ -178,6 +178,20 @@ fn containerd_nodes_get_the_pull_secret_and_a_multibyte_event_note_kills_nothing
     wait_until(10, "the Event for the wide note", || api.events().iter().any(|e| e["regarding"]["name"] == "wide"));
     let note = api.events().into_iter().find(|e| e["regarding"]["name"] == "wide").unwrap()["note"].clone();
     assert!(note.as_str().unwrap().len() <= 1000, "{note}");
+    // A private key pasted as a registry CA: refused, and no byte of it in the Event or the log.
+    let key_body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKjMzEfYyjiWA4R4";
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{key_body}\n-----END PRIVATE KEY-----\n");
+    api.apply(json!({"apiVersion": "config.openshift.io/v1", "kind": "Image", "metadata": {"name": "cluster"},
+                     "spec": {"additionalTrustedCA": {"name": "leaky-cas"}}}));
+    api.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leaky-cas", "namespace": "openshift-config"},
+                     "data": {"reg.corp": pem}}));
+    wait_until(10, "the Event for the refused CA", || {
+        api.events().iter().any(|e| e["regarding"]["name"] == "leaky-cas")
+    });
+    let events = serde_json::to_string(&api.events()).unwrap();
+    assert!(!events.contains(&key_body[..8]), "an Event quoted the key: {events}");
+    assert!(!a.log().contains(&key_body[..8]), "the log quoted the key");
+    assert!(!events.contains(&auth) && !a.log().contains(&auth), "the pull secret leaked");
     // The reporter is still alive: the next refusal gets its Event too, and the agent is healthy.
     api.apply(idms("after", "quay.io/after", "Not A Mirror"));
     wait_until(10, "the next Event", || api.events().iter().any(|e| e["regarding"]["name"] == "after"));
