@@ -49,11 +49,21 @@ pub fn merge_mirror_lists<S: AsRef<str>>(source: &str, lists: &[&[S]]) -> Vec<St
     let mut queue: VecDeque<&str> = in_degree.iter().filter(|(_, d)| **d == 0).map(|(k, _)| *k).collect();
     let mut done: BTreeSet<&str> = BTreeSet::new();
     let mut order: Vec<&str> = Vec::with_capacity(successors.len());
+    // Every node in bytewise order, and the first one that may not be placed yet: placed nodes stay
+    // placed, so the smallest unplaced one only moves forward (scanning from the start each time
+    // made many cycles quadratic).
+    let sorted: Vec<&str> = successors.keys().copied().collect();
+    let mut smallest = 0;
     while order.len() < successors.len() {
         let node = match queue.pop_front() {
             Some(n) => n,
             // A cycle: no node is free, so take the smallest one not yet placed.
-            None => *successors.keys().find(|k| !done.contains(*k)).expect("nodes remain"),
+            None => {
+                while done.contains(sorted[smallest]) {
+                    smallest += 1;
+                }
+                sorted[smallest]
+            }
         };
         if !done.insert(node) {
             continue;
@@ -125,5 +135,18 @@ mod tests {
             let permuted: Vec<&[&str]> = perm.iter().map(|i| lists[*i]).collect();
             assert_eq!(merge(&permuted), expected);
         }
+    }
+
+    #[test]
+    fn many_cycles_are_broken_smallest_first() {
+        // 20,000 two-mirror cycles, [a_i, b_i] and [b_i, a_i] (breaking them used to rescan every
+        // node each time: quadratic). Each is broken at its smallest node, a_i, which frees b_i.
+        let pairs: Vec<[String; 2]> = (0..20_000).map(|i| [format!("a{i:05}.io"), format!("b{i:05}.io")]).collect();
+        let forward: Vec<Vec<String>> = pairs.iter().map(|p| p.to_vec()).collect();
+        let backward: Vec<Vec<String>> = pairs.iter().map(|p| vec![p[1].clone(), p[0].clone()]).collect();
+        let lists: Vec<&[String]> = forward.iter().chain(&backward).map(Vec::as_slice).collect();
+        let merged = merge_mirror_lists("q.io", &lists);
+        let expected: Vec<String> = pairs.into_iter().flatten().collect();
+        assert_eq!(merged, expected);
     }
 }

@@ -282,10 +282,16 @@ pub fn render_for(
         let tag_lists: Vec<&[String]> = p.tag_lists.iter().map(Vec::as_slice).collect();
         let mut mirrors: Vec<(String, bool)> =
             merge_mirror_lists(host, &digest_lists).into_iter().map(|m| (m, false)).collect();
+        // Where each mirror is, so that adding the tag mirrors is not quadratic.
+        let mut at: std::collections::HashMap<String, usize> =
+            mirrors.iter().enumerate().map(|(i, (m, _))| (m.clone(), i)).collect();
         for m in merge_mirror_lists(host, &tag_lists) {
-            match mirrors.iter_mut().find(|(existing, _)| *existing == m) {
-                Some(entry) => entry.1 = true,
-                None => mirrors.push((m, true)),
+            match at.get(&m) {
+                Some(&i) => mirrors[i].1 = true,
+                None => {
+                    at.insert(m.clone(), mirrors.len());
+                    mirrors.push((m, true));
+                }
             }
         }
         let blocked = refused || blocked_hosts.contains(host);
@@ -378,6 +384,18 @@ pub fn is_allowed_host(policy: &Policy, host: &str) -> bool {
     })
 }
 
+/// `["a", "b"]`, or the first five and how many more, so that one warning stays one line.
+fn some_of<'a>(items: impl ExactSizeIterator<Item = &'a str>) -> String {
+    const SHOWN: usize = 5;
+    let total = items.len();
+    let shown: Vec<&str> = items.take(SHOWN).collect();
+    if total > SHOWN {
+        format!("{shown:?} and {} more", total - SHOWN)
+    } else {
+        format!("{shown:?}")
+    }
+}
+
 /// What containerd cannot express for this policy: each warning says what will happen instead.
 pub fn warnings(policy: &Policy) -> Vec<String> {
     let mut out = Vec::new();
@@ -411,27 +429,32 @@ pub fn warnings(policy: &Policy) -> Vec<String> {
             "registry hosts {hosts:?} differ only in case: Windows nodes (case-insensitive folders) get one folder {folder} holding the mirrors of all of them; containerd on Linux gets one folder each"
         ));
     }
-    // One pass over the entries: per source, its cut-down mirrors and whether any entry says
-    // NeverContactSource (looking them up per source was quadratic in the number of entries).
-    let mut by_source: BTreeMap<&str, (BTreeSet<String>, bool)> = BTreeMap::new();
+    // Per source, once: its cut-down mirrors and whether any entry says NeverContactSource (looking
+    // them up per source in every entry was quadratic in the number of entries).
+    let mut mirrors_of: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut never_sources: BTreeSet<&str> = BTreeSet::new();
     for e in policy.digest_entries.iter().chain(&policy.tag_entries) {
-        let (mirrors, never) = by_source.entry(&e.source).or_default();
-        mirrors.extend(e.mirrors.iter().map(|m| cut_down(m, &e.source)));
-        *never |= e.never_contact_source;
+        mirrors_of.entry(&e.source).or_default().extend(e.mirrors.iter().map(|m| cut_down(m, &e.source)));
+        if e.never_contact_source {
+            never_sources.insert(&e.source);
+        }
     }
     for (host, p) in plan(policy, Layout::Linux) {
-        let per_source: Vec<(&str, &BTreeSet<String>)> = p.sources.iter().map(|s| (*s, &by_source[s].0)).collect();
-        let distinct: BTreeSet<&BTreeSet<String>> = per_source.iter().map(|(_, m)| *m).collect();
+        let mut distinct: BTreeSet<&BTreeSet<String>> = BTreeSet::new();
+        for s in &p.sources {
+            distinct.insert(&mirrors_of[s]);
+        }
         if distinct.len() > 1 {
-            let sources: Vec<&str> = per_source.iter().map(|(s, _)| *s).collect();
             out.push(format!(
-                "registry {host}: sources {sources:?} have different mirrors; containerd mirrors whole registries, so images of each source are also looked for on the other sources' mirrors (under their own path)"
+                "registry {host}: sources {} have different mirrors; containerd mirrors whole registries, so images of each source are also looked for on the other sources' mirrors (under their own path)",
+                some_of(p.sources.iter().copied())
             ));
         }
-        let never: Vec<&str> = p.sources.iter().copied().filter(|s| by_source[s].1).collect();
+        let never: Vec<&str> = p.sources.iter().copied().filter(|s| never_sources.contains(s)).collect();
         if !never.is_empty() && never.len() < p.sources.len() {
             out.push(format!(
-                "registry {host}: NeverContactSource on {never:?} applies to the whole registry on containerd and Windows nodes"
+                "registry {host}: NeverContactSource on {} applies to the whole registry on containerd and Windows nodes",
+                some_of(never.iter().copied())
             ));
         }
     }
