@@ -137,6 +137,8 @@ pub fn render_to_root<P: AsRef<Path>>(
 /// with whatever its source currently holds).
 pub fn apply_inputs(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: &[Target]) -> Result<Rendered, Error> {
     let Prepared { policy, sink, base, files } = prepare(inputs, root, base, targets)?;
+    // Under the root's lock: the adopted bases are written where the sink sweeps temp files.
+    let lock = sink.lock()?;
     if let Some(base) = &base {
         let adopt = [
             (base.adopt, ADOPTED_BASE_PATH, Some(&base.text)),
@@ -154,7 +156,7 @@ pub fn apply_inputs(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: 
                 .map_err(|source| Error::Write { path, source })?;
         }
     }
-    let report = sink.apply(&files)?;
+    let report = sink.apply_locked(&files, &lock)?;
     Ok(Rendered { policy, report, files })
 }
 

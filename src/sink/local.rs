@@ -55,6 +55,11 @@ pub struct Change {
     pub new: Option<Vec<u8>>,
 }
 
+/// The lock on a root; released when dropped (or when the process dies).
+pub struct RootLock {
+    _file: fs::File,
+}
+
 pub struct LocalSink {
     root: PathBuf,
 }
@@ -114,15 +119,28 @@ impl LocalSink {
         Ok(preview)
     }
 
-    /// Brings the root in line with `files` (see [`owned::apply`]).
-    pub fn apply(&self, files: &FileSet) -> Result<ApplyReport, SinkError> {
+    /// Takes this root's lock: one apply at a time per root, so that sweeping a killed run's temp
+    /// files never touches a live one's. Held until the returned guard is dropped.
+    pub fn lock(&self) -> Result<RootLock, SinkError> {
         let state_dir = self.root.join(STATE_DIR);
         fs::create_dir_all(&state_dir).map_err(err(&state_dir))?;
         let lock_path = self.root.join(LOCK_PATH);
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
-        let lock = lock.map_err(err(&lock_path))?;
-        // Held until `lock` is dropped; a second render on the same root waits here.
-        lock.lock().map_err(err(&lock_path))?;
+        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
+        let file = file.map_err(err(&lock_path))?;
+        // A second render on the same root waits here.
+        file.lock().map_err(err(&lock_path))?;
+        Ok(RootLock { _file: file })
+    }
+
+    /// Brings the root in line with `files` (see [`owned::apply`]), under the root's lock.
+    pub fn apply(&self, files: &FileSet) -> Result<ApplyReport, SinkError> {
+        let lock = self.lock()?;
+        self.apply_locked(files, &lock)
+    }
+
+    /// [`LocalSink::apply`] for a caller that holds the lock already (and wrote other files of
+    /// mirrorconf's own state under it, such as an adopted base).
+    pub fn apply_locked(&self, files: &FileSet, _lock: &RootLock) -> Result<ApplyReport, SinkError> {
         let mut swept = Vec::new();
         for dir in [STATE_DIR.to_string(), format!("{STATE_DIR}/base")] {
             if self.root.join(&dir).is_dir() {
