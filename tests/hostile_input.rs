@@ -73,6 +73,22 @@ fn deep_nesting_is_refused_before_parsing() {
 }
 
 #[test]
+fn files_with_too_many_tokens_are_refused_before_parsing() {
+    // 2.2 MB of `[a,a,...]`: within the size limit, but 2.2 million tokens (serde_yaml_ng would hold
+    // an event for each); a Kubernetes object has about one token per 8 bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flat.yaml");
+    fs::write(&file, format!("[{}]", "a,".repeat(1_100_000))).unwrap();
+    for err in refused_everywhere(&file, &[]) {
+        let want = format!(
+            "invalid: {}: more than 2000000 YAML tokens (scalars, brackets and indicators; the limit for one file) by line 1, column 2000001; refused before parsing",
+            file.display()
+        );
+        assert!(err.contains(&want), "{err}");
+    }
+}
+
+#[test]
 fn files_over_the_size_limits_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     // Sparse: the size comes from the metadata, nothing is read.

@@ -16,21 +16,34 @@
 //! `- item` at the key's column). It may be above it by one per such level, which only matters for
 //! texts far deeper than any Kubernetes object (those nest fewer than 15 levels).
 //!
+//! It also counts tokens (scalars, brackets and indicators). Depth bounds the time, but memory
+//! follows the number of parser events, which serde_yaml_ng holds for a whole document: 4 MiB of
+//! `[[]]` is a gigabyte of events, where a 4 MiB Kubernetes object (about one token per 8 bytes)
+//! is about a hundred megabytes.
+//!
 //! Every character is visited a bounded number of times, so the scan is O(n).
 
-/// Where the text went deeper than the limit (1-based line and column, in characters).
+/// A position in the text (1-based line and column, in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TooDeep {
+pub(crate) struct Position {
     pub line: usize,
     pub column: usize,
 }
 
-/// Checks that no point of `text` nests deeper than `limit` collections.
-pub(crate) fn check(text: &str, limit: usize) -> Result<(), TooDeep> {
-    let mut scanner = Scanner::new(text, limit);
+/// Why a text is refused before parsing, and where the scan found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Excess {
+    Depth(Position),
+    Tokens(Position),
+}
+
+/// Checks that no point of `text` nests deeper than `depth` collections and that it holds at most
+/// `tokens` tokens.
+pub(crate) fn check(text: &str, depth: usize, tokens: usize) -> Result<(), Excess> {
+    let mut scanner = Scanner::new(text, depth, tokens);
     match scanner.run() {
         Ok(()) | Err(Halt::ScannerError) => Ok(()),
-        Err(Halt::TooDeep(at)) => Err(at),
+        Err(Halt::Excess(excess)) => Err(excess),
     }
 }
 
@@ -38,7 +51,7 @@ pub(crate) fn check(text: &str, limit: usize) -> Result<(), TooDeep> {
 /// first scanner error).
 #[cfg(test)]
 pub(crate) fn max_depth(text: &str) -> usize {
-    let mut scanner = Scanner::new(text, usize::MAX);
+    let mut scanner = Scanner::new(text, usize::MAX, usize::MAX);
     let _ = scanner.run();
     scanner.max_depth
 }
@@ -46,7 +59,7 @@ pub(crate) fn max_depth(text: &str) -> usize {
 enum Halt {
     /// libyaml reports a scanner error here and reads nothing after it.
     ScannerError,
-    TooDeep(TooDeep),
+    Excess(Excess),
 }
 
 type Step = Result<(), Halt>;
@@ -103,6 +116,8 @@ struct Scanner<'a> {
     key: SimpleKey,
     limit: usize,
     max_depth: usize,
+    token_limit: usize,
+    tokens: usize,
 }
 
 /// The reader refuses these ("control characters are not allowed") before the scanner reaches them.
@@ -120,7 +135,7 @@ fn hex_value(b: u8) -> Option<u32> {
 }
 
 impl<'a> Scanner<'a> {
-    fn new(text: &'a str, limit: usize) -> Self {
+    fn new(text: &'a str, limit: usize, token_limit: usize) -> Self {
         // libyaml never reads past a character its reader refuses: the text ends there for it.
         let end = text.char_indices().find(|(_, c)| !allowed_char(*c)).map_or(text.len(), |(i, _)| i);
         // serde_yaml_ng sets the encoding, so the reader keeps a leading byte order mark: the
@@ -139,6 +154,8 @@ impl<'a> Scanner<'a> {
             key: SimpleKey::default(),
             limit,
             max_depth: 0,
+            token_limit,
+            tokens: 0,
         }
     }
 
@@ -233,7 +250,7 @@ impl<'a> Scanner<'a> {
         peak.whole = peak.whole.max(depth);
         self.max_depth = self.max_depth.max(depth);
         if depth > self.limit {
-            return Err(Halt::TooDeep(TooDeep { line: self.line + 1, column: self.column + 1 }));
+            return Err(Halt::Excess(Excess::Depth(self.position())));
         }
         Ok(())
     }
@@ -244,12 +261,20 @@ impl<'a> Scanner<'a> {
         self.peaks.last_mut().expect("level 0 is always there").window = depth;
     }
 
+    fn position(&self) -> Position {
+        Position { line: self.line + 1, column: self.column + 1 }
+    }
+
     fn run(&mut self) -> Step {
         loop {
             self.scan_to_next_token();
             self.stale_simple_keys()?;
             self.unroll_indent(self.column as isize);
             let Some(c) = self.at(0) else { return Ok(()) };
+            self.tokens += 1;
+            if self.tokens > self.token_limit {
+                return Err(Halt::Excess(Excess::Tokens(self.position())));
+            }
             let flow = !self.flows.is_empty();
             match c {
                 b'%' if self.column == 0 => {

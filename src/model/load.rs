@@ -21,6 +21,13 @@ use std::path::{Path, PathBuf};
 /// the depth, which is what makes 100,000 nested `[` take minutes.
 pub const MAX_DEPTH: usize = 64;
 
+/// YAML tokens (scalars, brackets and indicators) allowed in one file: one per two bytes of the
+/// file size limit. serde_yaml_ng holds every event of a document in memory (over 200 bytes each
+/// for collections), so 4 MiB of `[[]]` (4 million tokens) took a gigabyte; this halves the worst
+/// case. A Kubernetes object has about one token per 8 bytes (a 4 MiB one about 500,000), and even
+/// compact JSON with short names one per 4.
+pub const MAX_TOKENS: usize = 2_000_000;
+
 /// Bounds on what one load reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -30,6 +37,8 @@ pub struct Limits {
     pub load_bytes: u64,
     /// Nesting depth (collections inside collections) of any document.
     pub depth: usize,
+    /// YAML tokens in one file (or one text).
+    pub tokens: usize,
 }
 
 impl Limits {
@@ -37,7 +46,8 @@ impl Limits {
     /// fits in a file, YAML indentation included. 16 MiB over all files of one load: room for a
     /// whole cluster's mirror policy (100,000 IDMS entries are about 15 MiB of YAML) while a hostile
     /// folder cannot make one load take more than a few hundred MiB of memory.
-    pub const DEFAULT: Limits = Limits { file_bytes: 4 << 20, load_bytes: 16 << 20, depth: MAX_DEPTH };
+    pub const DEFAULT: Limits =
+        Limits { file_bytes: 4 << 20, load_bytes: 16 << 20, depth: MAX_DEPTH, tokens: MAX_TOKENS };
 }
 
 impl Default for Limits {
@@ -275,6 +285,7 @@ fn collect_files(path: &Path, loader: &mut Loader) -> Vec<PathBuf> {
 
 struct Loader {
     depth_limit: usize,
+    token_limit: usize,
     inputs: Inputs,
     errors: Vec<LoadError>,
     /// (kind, namespace, name) -> where it was first seen, to refuse duplicates.
@@ -283,7 +294,13 @@ struct Loader {
 
 impl Loader {
     fn new(limits: &Limits) -> Loader {
-        Loader { depth_limit: limits.depth, inputs: Inputs::default(), errors: Vec::new(), seen: BTreeMap::new() }
+        Loader {
+            depth_limit: limits.depth,
+            token_limit: limits.tokens,
+            inputs: Inputs::default(),
+            errors: Vec::new(),
+            seen: BTreeMap::new(),
+        }
     }
 
     fn error(&mut self, path: &Path, document: Option<usize>, message: impl Into<String>) {
@@ -291,11 +308,17 @@ impl Loader {
     }
 
     fn load_text(&mut self, path: &Path, text: &str) {
-        if let Err(at) = depth::check(text, self.depth_limit) {
-            let message = format!(
-                "nested deeper than {} levels (the limit) at line {}, column {}; refused before parsing",
-                self.depth_limit, at.line, at.column
-            );
+        if let Err(excess) = depth::check(text, self.depth_limit, self.token_limit) {
+            let message = match excess {
+                depth::Excess::Depth(at) => format!(
+                    "nested deeper than {} levels (the limit) at line {}, column {}; refused before parsing",
+                    self.depth_limit, at.line, at.column
+                ),
+                depth::Excess::Tokens(at) => format!(
+                    "more than {} YAML tokens (scalars, brackets and indicators; the limit for one file) by line {}, column {}; refused before parsing",
+                    self.token_limit, at.line, at.column
+                ),
+            };
             self.error(path, None, message);
             return;
         }

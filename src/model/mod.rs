@@ -11,7 +11,7 @@ pub mod pull_secret;
 
 pub use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 pub(crate) use load::{describe_size, read_text_limited, LimitedRead};
-pub use load::{load_paths, load_paths_with, load_text, load_text_with, Limits, LoadError, MAX_DEPTH};
+pub use load::{load_paths, load_paths_with, load_text, load_text_with, Limits, LoadError, MAX_DEPTH, MAX_TOKENS};
 
 use kube::CustomResource;
 use schemars::JsonSchema;

@@ -14,15 +14,15 @@ fn a_kubernetes_object_is_shallow() {
     assert_eq!(max_depth(idms), 5);
     let json = r#"{"apiVersion":"v1","kind":"List","items":[{"metadata":{"name":"a]]]"},"spec":{"x":[1,[2]]}}]}"#;
     assert_eq!(max_depth(json), 6);
-    assert!(check(idms, 5).is_ok() && check(idms, 4).is_err());
+    assert!(check(idms, 5, usize::MAX).is_ok() && check(idms, 4, usize::MAX).is_err());
 }
 
 #[test]
 fn flow_nesting_is_counted_and_refused_past_the_limit() {
     assert_eq!(max_depth(&nest("[", "]", 64)), 64);
-    assert!(check(&nest("[", "]", 64), 64).is_ok());
-    assert_eq!(check(&nest("[", "]", 65), 64), Err(TooDeep { line: 1, column: 65 }));
-    assert!(check(&"{a: ".repeat(100), 64).is_err());
+    assert!(check(&nest("[", "]", 64), 64, usize::MAX).is_ok());
+    assert_eq!(check(&nest("[", "]", 65), 64, usize::MAX), Err(Excess::Depth(Position { line: 1, column: 65 })));
+    assert!(check(&"{a: ".repeat(100), 64, usize::MAX).is_err());
     // A pair inside a flow sequence is a mapping of its own: [a: [a: ...]] nests twice per bracket.
     assert_eq!(max_depth(&"[a: ".repeat(10)), 20);
     assert_eq!(max_depth("[a: b, c: d, e]"), 2);
@@ -31,13 +31,13 @@ fn flow_nesting_is_counted_and_refused_past_the_limit() {
     assert_eq!(max_depth("[[[a]]: b]"), 4);
     assert_eq!(max_depth("[[]: ]"), 3);
     // Unclosed brackets still count: the scanner sees them before the parser fails.
-    assert!(check(&"[".repeat(100_000), 64).is_err());
+    assert!(check(&"[".repeat(100_000), 64, usize::MAX).is_err());
 }
 
 #[test]
 fn block_nesting_is_counted() {
     assert_eq!(max_depth(&format!("{}x\n", "- ".repeat(70))), 70);
-    assert!(check(&format!("{}x\n", "- ".repeat(70)), 64).is_err());
+    assert!(check(&format!("{}x\n", "- ".repeat(70)), 64, usize::MAX).is_err());
     let mut indented = String::new();
     for i in 0..70 {
         indented.push_str(&format!("{}k{i}:\n", " ".repeat(i)));
@@ -67,7 +67,7 @@ fn brackets_in_scalars_and_comments_are_not_counted() {
         format!("%TAG !e! tag:x{deep}:\n--- a\n"),
         format!("{{\"a\": \"{deep}\"}}"),
     ] {
-        assert!(check(&text, 64).is_ok(), "{text}");
+        assert!(check(&text, 64, usize::MAX).is_ok(), "{text}");
     }
 }
 
@@ -90,7 +90,7 @@ fn brackets_that_only_look_hidden_are_counted() {
         // A line-continued double-quoted scalar ends at its quote.
         format!("a: \"x\\\n  y\"\nb: {deep}\n"),
     ] {
-        assert!(check(&text, 64).is_err(), "{text}");
+        assert!(check(&text, 64, usize::MAX).is_err(), "{text}");
     }
 }
 
@@ -105,8 +105,18 @@ fn text_after_a_scanner_error_is_not_scanned() {
         format!("a: \"unclosed {deep}"),
         format!("\u{1}{deep}"),
     ] {
-        assert!(check(&text, 64).is_ok(), "{text}");
+        assert!(check(&text, 64, usize::MAX).is_ok(), "{text}");
     }
+}
+
+#[test]
+fn tokens_are_counted_and_refused_past_the_limit() {
+    // a, :, |, b, :, and the quoted scalar: block and quoted scalars are one token however long.
+    assert!(check("a: |\n  [[[[ {{ \n  more\nb: 'x, y, z'\n", 64, 6).is_ok());
+    assert!(check("a: |\n  [[[[ {{ \n  more\nb: 'x, y, z'\n", 64, 5).is_err());
+    let flat = format!("[{}]", "a,".repeat(1000));
+    assert!(check(&flat, 64, 2002).is_ok());
+    assert_eq!(check(&flat, 64, 2001), Err(Excess::Tokens(Position { line: 1, column: 2002 })));
 }
 
 #[test]
