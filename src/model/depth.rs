@@ -261,6 +261,16 @@ impl<'a> Scanner<'a> {
         self.peaks.last_mut().expect("level 0 is always there").window = depth;
     }
 
+    /// Counts one token as libyaml makes them: every token in the text, plus the ones it adds
+    /// (block collection starts and ends, and the key of a simple key).
+    fn count_token(&mut self) -> Step {
+        self.tokens += 1;
+        if self.tokens > self.token_limit {
+            return Err(Halt::Excess(Excess::Tokens(self.position())));
+        }
+        Ok(())
+    }
+
     fn position(&self) -> Position {
         Position { line: self.line + 1, column: self.column + 1 }
     }
@@ -269,17 +279,14 @@ impl<'a> Scanner<'a> {
         loop {
             self.scan_to_next_token();
             self.stale_simple_keys()?;
-            self.unroll_indent(self.column as isize);
+            self.unroll_indent(self.column as isize)?;
             let Some(c) = self.at(0) else { return Ok(()) };
-            self.tokens += 1;
-            if self.tokens > self.token_limit {
-                return Err(Halt::Excess(Excess::Tokens(self.position())));
-            }
+            self.count_token()?;
             let flow = !self.flows.is_empty();
             match c {
                 b'%' if self.column == 0 => {
                     // A directive must end its line (after an optional comment), or it is an error.
-                    self.unroll_indent(-1);
+                    self.unroll_indent(-1)?;
                     self.remove_simple_key()?;
                     self.simple_key_allowed = false;
                     while !self.is_breakz(0) {
@@ -288,7 +295,7 @@ impl<'a> Scanner<'a> {
                     self.skip_line();
                 }
                 b'-' | b'.' if self.at_document_indicator() => {
-                    self.unroll_indent(-1);
+                    self.unroll_indent(-1)?;
                     self.remove_simple_key()?;
                     self.simple_key_allowed = false;
                     self.skip();
@@ -360,6 +367,7 @@ impl<'a> Scanner<'a> {
                         self.flow_pair()?;
                         self.simple_key_allowed = false;
                     } else if self.key.possible {
+                        self.count_token()?;
                         let key_peak = self.peaks[0].window;
                         let before = self.blocks.len();
                         self.roll_indent(self.key.column as isize, false)?;
@@ -479,6 +487,7 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         if self.indent < column {
+            self.count_token()?;
             self.blocks.push(Block { column, sequence, indentless: false });
             self.indent = column;
             return self.grew();
@@ -495,15 +504,17 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    fn unroll_indent(&mut self, column: isize) {
+    fn unroll_indent(&mut self, column: isize) -> Step {
         if !self.flows.is_empty() {
-            return;
+            return Ok(());
         }
         while self.indent > column {
+            self.count_token()?;
             let block = self.blocks.pop().expect("an indentation above -1 has a block");
             self.extra -= usize::from(block.indentless);
             self.indent = self.blocks.last().map_or(-1, |b| b.column);
         }
+        Ok(())
     }
 
     fn flow_pair(&mut self) -> Step {

@@ -21,11 +21,12 @@ use std::path::{Path, PathBuf};
 /// the depth, which is what makes 100,000 nested `[` take minutes.
 pub const MAX_DEPTH: usize = 64;
 
-/// YAML tokens (scalars, brackets and indicators) allowed in one file: one per two bytes of the
-/// file size limit. serde_yaml_ng holds every event of a document in memory (over 200 bytes each
-/// for collections), so 4 MiB of `[[]]` (4 million tokens) took a gigabyte; this halves the worst
-/// case. A Kubernetes object has about one token per 8 bytes (a 4 MiB one about 500,000), and even
-/// compact JSON with short names one per 4.
+/// YAML tokens allowed in one file, as libyaml counts them (scalars, brackets, indicators, and the
+/// start and end of every block collection): one per two bytes of the file size limit.
+/// serde_yaml_ng holds every event of a document in memory (about 500 bytes per collection), so
+/// 4 MiB of `[[]]` or of `- - - x` took a gigabyte; this halves the worst case or better. A
+/// Kubernetes object in YAML has about one token per 8 bytes (a 4 MiB one about 500,000), compact
+/// JSON with short names about one per 4.
 pub const MAX_TOKENS: usize = 2_000_000;
 
 /// Bounds on what one load reads.

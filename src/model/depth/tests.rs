@@ -111,9 +111,13 @@ fn text_after_a_scanner_error_is_not_scanned() {
 
 #[test]
 fn tokens_are_counted_and_refused_past_the_limit() {
-    // a, :, |, b, :, and the quoted scalar: block and quoted scalars are one token however long.
-    assert!(check("a: |\n  [[[[ {{ \n  more\nb: 'x, y, z'\n", 64, 6).is_ok());
-    assert!(check("a: |\n  [[[[ {{ \n  more\nb: 'x, y, z'\n", 64, 5).is_err());
+    // a, the mapping's start and a's key (added by libyaml), :, |, b, b's key, :, and the quoted
+    // scalar: block and quoted scalars are one token however long.
+    assert!(check("a: |\n  [[[[ {{ \n  more\nb: 'x, y, z'\n", 64, 9).is_ok());
+    assert!(check("a: |\n  [[[[ {{ \n  more\nb: 'x, y, z'\n", 64, 8).is_err());
+    // A block sequence costs a start and an end besides its entries.
+    assert!(check("- - x\n- y\n", 64, 8).is_ok());
+    assert!(check("- - x\n- y\n", 64, 7).is_err());
     let flat = format!("[{}]", "a,".repeat(1000));
     assert!(check(&flat, 64, 2002).is_ok());
     assert_eq!(check(&flat, 64, 2001), Err(Excess::Tokens(Position { line: 1, column: 2002 })));
