@@ -7,7 +7,6 @@ pub mod policy_json;
 pub mod registries_conf;
 
 use crate::fileset::{FileSet, PathError, MODE_PRIVATE, MODE_PUBLIC};
-use crate::model::pull_secret::PullSecret;
 use crate::model::Inputs;
 use crate::policy::Policy;
 
@@ -79,9 +78,9 @@ pub fn render(targets: &[Target], node: &NodeInputs<'_>) -> Result<FileSet, Rend
             Target::Containerd | Target::Windows => {
                 let layout =
                     if *target == Target::Windows { hosts_toml::Layout::Windows } else { hosts_toml::Layout::Linux };
-                let pull_secret = PullSecret::from_inputs(node.inputs).map_err(hosts_toml::HostsError::from)?;
+                // The pull secret was parsed (and refused if broken) with the rest of the policy.
                 let cas = hosts_toml::ca_files(node.policy.registry_cas.keys());
-                for f in hosts_toml::render(node.policy, pull_secret.as_ref(), &cas)? {
+                for f in hosts_toml::render_for(layout, node.policy, node.policy.pull_secret.as_ref(), &cas)? {
                     // A file with registry credentials is readable by root only.
                     let mode = if f.has_credentials { MODE_PRIVATE } else { MODE_PUBLIC };
                     let dir = format!("{}/{}", layout.root(), layout.dir_name(&f.host));
