@@ -97,27 +97,7 @@ mod tests {
 
     #[test]
     fn scope_mirrors_search_and_the_rest() {
-        let conf = parse(
-            r#"# admin's comment
-short-name-mode = "enforcing"
-unqualified-search-registries = ["registry.example", "docker.io"]
-
-[[registry]]
-prefix = "quay.io/team"
-location = "quay.io/team"
-mirror-by-digest-only = true
-
-[[registry.mirror]]
-location = "mirror.local/team"
-insecure = true
-pull-from-mirror = "digest-only"
-
-[[registry]]
-location = "registry.example"
-blocked = true
-"#,
-        )
-        .unwrap();
+        let conf = parse(include_str!("testdata/conf-scopes.conf")).unwrap();
         assert_eq!(conf.search, ["registry.example", "docker.io"]);
         assert_eq!(conf.rest, r#"short-name-mode="enforcing""#);
         let [team, example] = &conf.registries[..] else { panic!("{conf:?}") };

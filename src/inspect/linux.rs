@@ -115,33 +115,8 @@ mod tests {
     use super::*;
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    const CONF: &str = r#"
-[[registry]]
-  location = "quay.io/team"
-  blocked = true
-
-  [[registry.mirror]]
-    location = "m1.local/team"
-    pull-from-mirror = "digest-only"
-
-  [[registry.mirror]]
-    location = "m2.local/team"
-    insecure = true
-    pull-from-mirror = "tag-only"
-
-[[registry]]
-  location = "quay.io"
-
-  [[registry.mirror]]
-    location = "all.local"
-
-[[registry]]
-  prefix = "*.example.com"
-  location = ""
-
-  [[registry.mirror]]
-    location = "wild.local/x"
-"#;
+    /// Two scopes on one host (the longest wins), mirror modes, a wildcard scope.
+    const CONF: &str = include_str!("testdata/resolve-scopes.conf");
 
     fn pulls(r: &Resolution) -> Vec<&str> {
         r.endpoints.iter().map(|e| e.pull.as_str()).collect()
