@@ -23,6 +23,16 @@ pub struct FileSet {
     files: BTreeMap<String, File>,
 }
 
+/// One file that applying a set would change under a root (a sink's preview, `diff`'s input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    /// `None`: the file does not exist yet.
+    pub old: Option<Vec<u8>>,
+    /// `None`: the file would be removed.
+    pub new: Option<Vec<u8>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("refusing file path {path:?}: {reason}")]
 pub struct PathError {
@@ -79,6 +89,20 @@ pub fn check_windows_path(path: &str) -> Result<(), PathError> {
 impl FileSet {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A stable SHA-256 of every path and its bytes (modes left out): equal sets, equal digests.
+    /// The agent reports it; the Windows pusher keys its rounds on it.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (path, f) in self.iter() {
+            h.update(path.as_bytes());
+            h.update([0]);
+            h.update((f.contents.len() as u64).to_be_bytes());
+            h.update(&f.contents);
+        }
+        crate::text::hex(&h.finalize())
     }
 
     pub fn insert(

@@ -23,13 +23,16 @@
 //! **The node edge** (reads and writes a node's disk):
 //! - [`node`]: read manifests and the node's own files (registries.conf, policy.json) as bases,
 //!   validate, render, apply.
+//! - [`error`]: the error type of the node edge and everything above it, which gathers the core's
+//!   errors and tells bad input (exit 2) from failures (exit 1).
 //! - [`sink`]: applying a file set. [`sink::owned`] is the one owned-files protocol (untrusted
 //!   state file, claim before write, sweep of a killed run's temp files, removal of only what is
 //!   owned) that both sinks follow through its `Store` trait: [`sink::local`] under a root on this
 //!   machine, [`sink::ssh`] on a remote host over SFTP (verified host key, temp file +
 //!   posix-rename).
 //!
-//! **The pure core** (objects in, files and explanations out; no I/O):
+//! **The pure core** (objects in, files and explanations out; its only I/O is reading manifest files,
+//! in one file of [`model`] named below):
 //! - [`inspect`]: explainers for `resolve` (containers/image and containerd endpoint order, what
 //!   the allowed/blocked rules refuse) and `diff` (unified diff, the MCO's disruption classes).
 //! - [`render`]: renderers from policy to a [`fileset::FileSet`]: [`render::registries_conf`]
@@ -40,13 +43,14 @@
 //!   [`policy::merge`] is the topological mirror merge, [`policy::scope`] the scope patterns and
 //!   nesting rule.
 //! - [`model`]: serde types of the Kubernetes objects (kube-rs resources) and the loader:
-//!   [`model::load_text`] is pure; [`model::load_paths`] is the one part of this room that reads
-//!   files (a folder of manifests) and is what the commands and the folder source call; both log
-//!   the objects they skip (other kinds, an `Image` not named `cluster`).
+//!   [`model::load_text`] is pure; [`model::load_paths`] adds the one part of the core that reads
+//!   files (`model/load/files.rs`: which files a `--manifests` argument names, each read as bounded
+//!   text), and is what the commands and the folder source call; both log the objects they skip
+//!   (other kinds, an `Image` not named `cluster`).
 //! - [`fileset`]: the set of files (relative path, bytes, mode) that every renderer returns and every
-//!   sink applies, and the checks that keep its paths inside a root.
-//! - [`error`]: the library error type, which tells bad input (exit 2) from failures (exit 1).
-//! - [`text`]: small text helpers (hex, cutting cluster text at a character boundary).
+//!   sink applies, its digest, the checks that keep its paths inside a root, and [`fileset::Change`]
+//!   (one file a sink would change, which `diff` explains).
+//! - [`text`]: small text helpers (hex, SHA-256 hex, cutting cluster text at a character boundary).
 //! - `fuzzing`: the bodies of the cargo-fuzz targets in `fuzz/`, replayed by the tests.
 //!
 //! The default `cli` feature holds the commands, the agent, the cluster source and the SSH sink;

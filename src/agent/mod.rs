@@ -11,13 +11,11 @@ pub mod reload;
 pub mod windows_push;
 
 use crate::error::Error;
-use crate::fileset::FileSet;
 use crate::model::Inputs;
 use crate::node::{self, Rendered};
 use crate::render::{registries_conf, Target};
 use metrics::Metrics;
 use reload::Reload;
-use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,18 +49,6 @@ pub enum Outcome {
         /// `Kind/name` of every object the problems point at.
         objects: Vec<String>,
     },
-}
-
-/// A stable digest of a file set.
-pub fn files_hash(files: &FileSet) -> String {
-    let mut h = Sha256::new();
-    for (path, f) in files.iter() {
-        h.update(path.as_bytes());
-        h.update([0]);
-        h.update((f.contents.len() as u64).to_be_bytes());
-        h.update(&f.contents);
-    }
-    crate::text::hex(&h.finalize())
 }
 
 fn objects_of(e: &Error) -> Vec<String> {
@@ -124,7 +110,7 @@ async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &M
             metrics.input_valid.set(1);
             succeeded(metrics);
             tracing::info!(written = report.written.len(), removed = report.removed.len(), "rendered");
-            Outcome::Applied { policy_hash: files_hash(&rendered.files), changed }
+            Outcome::Applied { policy_hash: rendered.files.digest(), changed }
         }
         Err(e) => refused(&e, metrics),
     }

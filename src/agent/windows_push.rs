@@ -6,7 +6,7 @@
 //! `resync` anyway.
 
 use super::metrics::Metrics;
-use super::{files_hash, Outcome, Snapshot};
+use super::{Outcome, Snapshot};
 use crate::error::Error;
 use crate::node;
 use crate::policy::Policy;
@@ -95,7 +95,7 @@ impl Pusher {
         for e in &skipped {
             tracing::error!("inventory: {e}; this entry is skipped");
         }
-        let key = (files_hash(&tree), hosts.clone());
+        let key = (tree.digest(), hosts.clone());
         if !force && last_good.as_ref() == Some(&key) {
             tracing::debug!("Windows tree and hosts unchanged; no round");
             return last_good;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use similar::TextDiff;
 
 /// One file `render` would write or remove, as the local sink's preview gives it.
-pub use crate::sink::local::Change;
+pub use crate::fileset::Change;
 
 #[cfg(test)]
 mod tests {
@@ -60,7 +60,7 @@ fn redact(text: &str) -> String {
     text.lines()
         .map(|l| match l.split_once('=') {
             Some((key, value)) if key.trim() == "authorization" => {
-                let digest = crate::sink::sha256_hex(value.trim().as_bytes());
+                let digest = crate::text::sha256_hex(value.trim().as_bytes());
                 format!("{key}= \"<redacted, sha256 {}>\"", &digest[..12])
             }
             _ => l.to_string(),

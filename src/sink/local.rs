@@ -9,7 +9,7 @@
 
 use super::owned::{self, Current, KeyRules, Manifest, Plan, Removal, Store, MAX_STATE_BYTES};
 use super::ApplyReport;
-use crate::fileset::{File, FileSet};
+use crate::fileset::{Change, File, FileSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -43,16 +43,6 @@ fn err(path: &Path) -> impl FnOnce(io::Error) -> SinkError + '_ {
 pub struct Preview {
     pub changes: Vec<Change>,
     pub kept_foreign: Vec<String>,
-}
-
-/// One file that would change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub path: String,
-    /// `None`: the file does not exist yet.
-    pub old: Option<Vec<u8>>,
-    /// `None`: the file would be removed.
-    pub new: Option<Vec<u8>>,
 }
 
 /// The lock on a root; released when dropped (or when the process dies).

@@ -8,4 +8,4 @@ pub mod owned;
 pub mod ssh;
 
 pub use local::MANIFEST_PATH;
-pub use owned::{sha256_hex, ApplyReport, Manifest, PENDING};
+pub use owned::{ApplyReport, Manifest, PENDING};

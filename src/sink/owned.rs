@@ -17,8 +17,8 @@
 //! relative path under the root is dropped (and said once), so it can never steer a removal.
 
 use crate::fileset::{check_relative_path, check_windows_path, File, FileSet};
+use crate::text::sha256_hex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Recorded instead of a hash for a file about to be written: ownership is claimed before the
@@ -108,10 +108,6 @@ impl Manifest {
         out.push(b'\n');
         out
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::text::hex(&Sha256::digest(bytes))
 }
 
 /// How what a store holds at a path compares with the wanted file.

@@ -1,6 +1,7 @@
 use super::*;
 use crate::fileset::MODE_PUBLIC;
-use crate::sink::{sha256_hex, PENDING};
+use crate::sink::PENDING;
+use crate::text::sha256_hex;
 use std::os::unix::fs::MetadataExt;
 
 fn set(files: &[(&str, &str)]) -> FileSet {

@@ -8,8 +8,9 @@
 //! files and folders no longer wanted are removed only after that, and the final state is written
 //! last. containerd never sees an empty registry folder or half a file.
 
-use super::owned::{self, sha256_hex, ApplyReport, Current, KeyRules, Manifest, Removal, Store, MAX_STATE_BYTES};
+use super::owned::{self, ApplyReport, Current, KeyRules, Manifest, Removal, Store, MAX_STATE_BYTES};
 use crate::fileset::{File, FileSet};
+use crate::text::sha256_hex;
 use libssh2_sys as raw;
 use ssh2::{ErrorCode, OpenFlags, OpenType, Session, Sftp};
 use std::io::{self, Read, Write};
