@@ -126,6 +126,17 @@ fn allowed_char(c: char) -> bool {
         || c >= '\u{10000}'
 }
 
+/// Where libyaml's reader stops: the first character it refuses, or the end. Manifests are nearly
+/// all ASCII, so bytes are tested first and characters decoded only from the first non-ASCII byte.
+fn reader_end(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let ascii_run = bytes.iter().position(|&b| !(b.is_ascii_graphic() || matches!(b, b' ' | b'\t' | b'\n' | b'\r')));
+    match ascii_run {
+        None => text.len(),
+        Some(i) => text[i..].char_indices().find(|(_, c)| !allowed_char(*c)).map_or(text.len(), |(j, _)| i + j),
+    }
+}
+
 fn is_alpha(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
@@ -137,7 +148,7 @@ fn hex_value(b: u8) -> Option<u32> {
 impl<'a> Scanner<'a> {
     fn new(text: &'a str, limit: usize, token_limit: usize) -> Self {
         // libyaml never reads past a character its reader refuses: the text ends there for it.
-        let end = text.char_indices().find(|(_, c)| !allowed_char(*c)).map_or(text.len(), |(i, _)| i);
+        let end = reader_end(text);
         // serde_yaml_ng sets the encoding, so the reader keeps a leading byte order mark: the
         // scanner skips it at column 0 like any other, counting a column.
         Scanner {

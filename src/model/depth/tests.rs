@@ -382,3 +382,17 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The byte-first search for where libyaml's reader stops agrees with testing every character.
+    #[test]
+    fn reader_end_agrees_with_testing_every_character(
+        text in proptest::collection::vec(prop_oneof![
+            Just('a'), Just(' '), Just('\t'), Just('\n'), Just('\r'), Just('\u{7F}'), Just('\u{1}'),
+            Just('\u{85}'), Just('\u{9F}'), Just('é'), Just('\u{FEFF}'), Just('\u{FFFE}'), Just('😀'), Just('~'),
+        ], 0..40).prop_map(|cs| cs.into_iter().collect::<String>())
+    ) {
+        let every = text.char_indices().find(|(_, c)| !allowed_char(*c)).map_or(text.len(), |(i, _)| i);
+        prop_assert_eq!(reader_end(&text), every);
+    }
+}
