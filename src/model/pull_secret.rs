@@ -86,6 +86,12 @@ impl PullSecret {
 
     /// The credentials for a registry location: the most specific key that is the location or a
     /// path-prefix of it.
+    /// Every registry with its credentials, sorted by registry (for the policy fingerprint, which
+    /// hashes them and never shows them).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.auths.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn auth_for(&self, location: &str) -> Option<&str> {
         let mut candidate = location;
         loop {

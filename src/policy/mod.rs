@@ -5,6 +5,7 @@
 //! valid input, so renderers never see a half-valid state.
 
 pub mod cas;
+pub mod fingerprint;
 pub mod merge;
 pub mod scope;
 
