@@ -2,6 +2,7 @@
 //! real socket: initial list, updates, deletes, a watch dropped with 410 Gone and relisted, bookmarks,
 //! the CA ConfigMap renamed in Image/cluster, Events on a refused object, and the node annotation.
 
+#[allow(dead_code)] // this test drives only part of the test API server
 #[path = "common/apiserver.rs"]
 mod apiserver;
 mod common;
@@ -51,6 +52,10 @@ impl Agent {
     }
 
     fn start_with(api: &FakeApi, extra: &[&str]) -> Agent {
+        // The agent annotates its own Node, which must exist (a PATCH of a missing one is a 404).
+        if api.get("v1", "Node", "", "node-1").is_none() {
+            api.apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}));
+        }
         let dir = tempfile::tempdir().unwrap();
         let root = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");

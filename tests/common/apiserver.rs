@@ -10,7 +10,12 @@
 //! - Label selectors `k=v[,k=v]` on LIST and WATCH.
 //! - POST creates (409 `AlreadyExists` when the name is taken) and PUT replaces with optimistic
 //!   concurrency (409 `Conflict` on a stale resourceVersion), which Lease leader election relies on.
-//! - POST of `events.k8s.io/v1` Events and merge PATCH of Nodes are recorded for assertions.
+//! - Merge PATCH (RFC 7386) of any stored object: 404 when it does not exist, 409 `Conflict` when
+//!   the patch carries a `metadata.resourceVersion` that is no longer current (the precondition the
+//!   real API server honours), else the merged object is stored and watchers see `MODIFIED`.
+//! - [`FakeApi::after_next_get`] changes an object right after a client has read it: another
+//!   writer getting in between a read and a write, the race optimistic concurrency is for.
+//! - POST of `events.k8s.io/v1` Events and PATCHes of Nodes are recorded for assertions.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -26,6 +31,9 @@ use tokio::sync::{broadcast, mpsc};
 
 /// A collection's address: `(group/version, namespace or "", plural)`.
 type Key = (String, String, String);
+
+/// A change another writer makes to an object.
+type Change = Box<dyn FnOnce(&mut Value) + Send>;
 
 #[derive(Default)]
 struct Collection {
@@ -43,6 +51,8 @@ struct State_ {
     events: Vec<Value>,
     node_patches: Vec<(String, Value)>,
     watches_opened: u64,
+    /// (plural, name) -> a change another writer makes right after the next GET of it.
+    after_get: HashMap<(String, String), Change>,
 }
 
 #[derive(Clone, Debug)]
@@ -116,6 +126,26 @@ fn conflict(reason: &str, message: String) -> Response {
         StatusCode::CONFLICT,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "message": message, "code": 409}),
     )
+}
+
+/// RFC 7386: objects merge key by key, `null` removes a key, anything else (lists included)
+/// replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let object = target.as_object_mut().expect("made an object above");
+    for (k, v) in patch {
+        if v.is_null() {
+            object.remove(k);
+        } else {
+            merge_patch(object.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
@@ -230,6 +260,12 @@ impl FakeApi {
         self.state.lock().unwrap().node_patches.clone()
     }
 
+    /// The next time a client GETs this object, `change` is applied to it right after the answer
+    /// left (a new resourceVersion, a MODIFIED event), so that the client's next write is stale.
+    pub fn after_next_get(&self, plural: &str, name: &str, change: impl FnOnce(&mut Value) + Send + 'static) {
+        self.state.lock().unwrap().after_get.insert((plural.to_string(), name.to_string()), Box::new(change));
+    }
+
     pub fn watches_opened(&self) -> u64 {
         self.state.lock().unwrap().watches_opened
     }
@@ -273,11 +309,29 @@ async fn handle(
             let _ = n;
             json_response(StatusCode::OK, &patch)
         }
-        (Method::PATCH, Some(n)) if plural == "nodes" => {
-            let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            api.state.lock().unwrap().node_patches.push((n.clone(), patch.clone()));
-            let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "annotations": patch["metadata"]["annotations"].clone()}});
-            json_response(StatusCode::OK, &node)
+        (Method::PATCH, Some(n)) => {
+            let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
+                return json_response(StatusCode::BAD_REQUEST, &json!({"kind": "Status", "code": 400}));
+            };
+            if plural == "nodes" {
+                api.state.lock().unwrap().node_patches.push((n.clone(), patch.clone()));
+            }
+            let Some(mut object) = api.get(&gv, kind_of(&plural), &ns, &n) else {
+                return json_response(
+                    StatusCode::NOT_FOUND,
+                    &json!({"kind": "Status", "code": 404, "reason": "NotFound"}),
+                );
+            };
+            let precondition = &patch["metadata"]["resourceVersion"];
+            if !precondition.is_null() && *precondition != object["metadata"]["resourceVersion"] {
+                return conflict(
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version".into(),
+                );
+            }
+            merge_patch(&mut object, &patch);
+            let stored = api.apply(object);
+            json_response(StatusCode::OK, &stored)
         }
         (Method::POST, None) => {
             let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
@@ -316,9 +370,20 @@ async fn handle(
             json_response(StatusCode::OK, &stored)
         }
         (Method::GET, Some(n)) => {
-            let s = api.state.lock().unwrap();
-            match s.collections.get(&key).and_then(|c| c.objects.get(&n)) {
-                Some(o) => json_response(StatusCode::OK, o),
+            let mut s = api.state.lock().unwrap();
+            let found = s.collections.get(&key).and_then(|c| c.objects.get(&n)).cloned();
+            let change = s.after_get.remove(&(plural.clone(), n.clone()));
+            drop(s);
+            match found {
+                Some(o) => {
+                    let answer = json_response(StatusCode::OK, &o);
+                    if let Some(change) = change {
+                        let mut changed = o;
+                        change(&mut changed);
+                        api.apply(changed);
+                    }
+                    answer
+                }
                 None => {
                     json_response(StatusCode::NOT_FOUND, &json!({"kind": "Status", "code": 404, "reason": "NotFound"}))
                 }
