@@ -8,6 +8,7 @@
 pub mod http;
 pub mod metrics;
 pub mod reload;
+mod systemd;
 pub mod windows_push;
 
 use crate::error::Error;
@@ -39,9 +40,15 @@ pub type Snapshot = Arc<dyn Fn() -> Result<Inputs, Error> + Send + Sync>;
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Applied {
-        /// SHA-256 over every path and its bytes: equal on nodes that hold the same files.
-        policy_hash: String,
+        /// SHA-256 over every path and its bytes: equal on nodes that hold the same files (which
+        /// differ per node, each with its own base files).
+        files_digest: String,
+        /// The policy fingerprint the files were rendered from (policy::fingerprint): equal on
+        /// every node given the same objects. `None` where there is no single node (the pusher).
+        fingerprint: Option<String>,
         changed: bool,
+        /// The files are in place and the runtime was told (the reload succeeded or none was due).
+        complete: bool,
     },
     Refused {
         /// One line per problem, each naming its object.
@@ -66,15 +73,16 @@ fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Renders and applies once, recording metrics. Never panics on bad input.
-pub async fn render_once(settings: &Settings, snapshot: &Snapshot, metrics: &Metrics) -> Outcome {
-    let outcome = render_and_reload(settings, snapshot, metrics).await;
+/// Renders and applies once, recording metrics. Never panics on bad input. `reload_owed`: a
+/// previous reload failed, so reload even if no file changes now.
+pub async fn render_once(settings: &Settings, snapshot: &Snapshot, metrics: &Metrics, reload_owed: bool) -> Outcome {
+    let outcome = render_and_reload(settings, snapshot, metrics, reload_owed).await;
     // Counted when done, files and reload included, so a watcher of the counter sees the result.
     metrics.renders.inc();
     outcome
 }
 
-async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &Metrics) -> Outcome {
+async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &Metrics, reload_owed: bool) -> Outcome {
     let (s, snap) = (settings.clone(), Arc::clone(snapshot));
     // File I/O and fsync are blocking; keep them off the async workers.
     let result = tokio::task::spawn_blocking(move || -> Result<Rendered, Error> {
@@ -95,22 +103,31 @@ async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &M
                 tracing::warn!("{w}");
             }
             let changed = report.changed();
-            if changed && !settings.reload.is_empty() {
+            let mut complete = true;
+            if (changed || reload_owed) && !settings.reload.is_empty() {
                 let conf_paths =
                     [registries_conf::PATH, registries_conf::SEARCH_DROP_IN_PATH, crate::render::policy_json::PATH];
-                let registries_changed =
-                    report.written.iter().chain(&report.removed).any(|p| conf_paths.contains(&p.as_str()));
+                let registries_changed = reload_owed
+                    || report.written.iter().chain(&report.removed).any(|p| conf_paths.contains(&p.as_str()));
                 metrics.reloads.inc();
                 if let Err(e) = settings.reload.run(registries_changed).await {
                     metrics.reload_errors.inc();
-                    tracing::error!("reload failed: {e}");
+                    tracing::error!("reload failed (retried in {RELOAD_RETRY:?}): {e}");
+                    complete = false;
                 }
             }
             // Ready once the runtime has been told too, whatever the reload's outcome: the files are there.
             metrics.input_valid.set(1);
             succeeded(metrics);
             tracing::info!(written = report.written.len(), removed = report.removed.len(), "rendered");
-            Outcome::Applied { policy_hash: rendered.files.digest(), changed }
+            let with_pull_secret = settings.targets.iter().any(|t| t.renders_pull_secret());
+            let fingerprint = crate::policy::fingerprint::fingerprint(&rendered.policy, with_pull_secret);
+            Outcome::Applied {
+                files_digest: rendered.files.digest(),
+                fingerprint: Some(fingerprint),
+                changed,
+                complete,
+            }
         }
         Err(e) => refused(&e, metrics),
     }
@@ -138,6 +155,9 @@ pub(crate) fn succeeded(metrics: &Metrics) {
     metrics.set_ready();
 }
 
+/// How long after a failed reload it is tried again.
+const RELOAD_RETRY: Duration = Duration::from_secs(10);
+
 /// Debounce: returns once `triggers` has been quiet for `quiet` (or has ended), so that a burst of
 /// changes gives one render (or one push round).
 pub(crate) async fn settle(triggers: &mut mpsc::Receiver<()>, quiet: Duration) {
@@ -160,10 +180,28 @@ pub async fn run(
             let _ = tx.send(o);
         }
     };
-    report(render_once(&settings, &snapshot, &metrics).await);
+    let mut systemd = systemd::Readiness::default();
+    let render = |reload_owed: bool| {
+        let (settings, snapshot, metrics) = (&settings, &snapshot, &metrics);
+        async move { render_once(settings, snapshot, metrics, reload_owed).await }
+    };
+    let mut outcome = render(false).await;
     loop {
+        // A failed reload is retried on a timer: with no further change nothing else would retry it,
+        // and the node would stay "not complete" (tainted, not ready for systemd).
+        let reload_owed = matches!(outcome, Outcome::Applied { complete: false, .. });
+        systemd.after(&outcome);
+        report(outcome);
+        let retry = async {
+            if reload_owed {
+                tokio::time::sleep(RELOAD_RETRY).await
+            } else {
+                std::future::pending().await
+            }
+        };
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = retry => outcome = render(true).await,
             t = triggers.recv() => {
                 if t.is_none() {
                     break;
@@ -172,7 +210,7 @@ pub async fn run(
                     _ = &mut shutdown => return,
                     _ = settle(&mut triggers, settings.debounce) => {}
                 }
-                report(render_once(&settings, &snapshot, &metrics).await);
+                outcome = render(reload_owed).await;
             }
         }
     }

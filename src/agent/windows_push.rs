@@ -134,7 +134,12 @@ impl Pusher {
         if failed == 0 {
             super::succeeded(&self.metrics);
             if let Some(tx) = &self.outcomes {
-                let _ = tx.send(Outcome::Applied { policy_hash: key.0.clone(), changed: written > 0 });
+                let _ = tx.send(Outcome::Applied {
+                    files_digest: key.0.clone(),
+                    fingerprint: None,
+                    changed: written > 0,
+                    complete: true,
+                });
             }
             Some(key)
         } else {

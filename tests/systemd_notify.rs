@@ -1,0 +1,90 @@
+//! systemd ordering: `Type=notify`, and `READY=1` only once the first apply is done, so that units
+//! ordered after mirrorconf (CRI-O, the kubelet) start with the mirrors in place. The notification
+//! is received on a real datagram socket, the way systemd receives it; the unit file is checked by
+//! systemd's own `systemd-analyze verify`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn idms(source: &str) -> String {
+    format!(
+        "apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {{name: one}}\nspec:\n  imageDigestMirrors:\n  - source: {source}\n    mirrors: [mirror.corp/ns]\n"
+    )
+}
+
+#[test]
+fn ready_is_sent_after_the_first_apply_and_never_for_a_refused_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifests, root) = (dir.path().join("manifests"), dir.path().join("root"));
+    fs::create_dir_all(&manifests).unwrap();
+    fs::write(manifests.join("idms.yaml"), idms("Bad Source!")).unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
+        .args(["run", "--manifests"])
+        .arg(&manifests)
+        .arg("--root")
+        .arg(&root)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let conf = root.join("etc/containers/registries.conf");
+    let mut buf = [0u8; 512];
+
+    // Refused: the agent runs (the last good files stay) but the unit does not count as started.
+    socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let early = socket.recv(&mut buf);
+    assert!(
+        early.is_err(),
+        "a notification for a refused input: {:?}",
+        early.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    );
+    assert!(!conf.exists());
+
+    fs::write(manifests.join("idms.yaml"), idms("quay.io/ns")).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let n = socket.recv(&mut buf).expect("READY=1 after the first apply");
+    // At the moment systemd hears it, the files are there.
+    let text = fs::read_to_string(&conf).unwrap_or_default();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    assert!(text.contains("mirror.corp/ns"), "{text}");
+    // Once only: later changes are no new start.
+    fs::write(manifests.join("idms.yaml"), idms("quay.io/other")).unwrap();
+    common::wait_until(10, "the next render", || {
+        fs::read_to_string(&conf).unwrap_or_default().contains("quay.io/other")
+    });
+    socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    assert!(socket.recv(&mut buf).is_err(), "a second READY=1");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn the_unit_passes_systemd_analyze_verify() {
+    let unit = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/mirrorconf.service")).unwrap();
+    assert!(unit.lines().any(|l| l == "Type=notify"), "the unit must wait for READY=1");
+    assert!(unit
+        .lines()
+        .any(|l| l.starts_with("Before=") && l.contains("crio.service") && l.contains("kubelet.service")));
+    // verify checks that ExecStart's program exists: point it at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mirrorconf.service");
+    fs::write(&path, unit.replace("/usr/local/bin/mirrorconf", env!("CARGO_BIN_EXE_mirrorconf"))).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian package systemd; scripts/test.sh installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Only the unit's own findings count: the host's other units are not this test's business.
+    let own: Vec<&str> = stderr.lines().filter(|l| l.contains("mirrorconf.service")).collect();
+    assert!(out.status.success() && own.is_empty(), "{stderr}");
+}
