@@ -28,6 +28,8 @@ pub struct Config {
     pub listen: Option<SocketAddr>,
     /// Quiet time after the last change before rendering.
     pub debounce: Duration,
+    /// With `kube`: the taint removed from this node's Node after the first complete apply.
+    pub pending_taint: Option<String>,
     pub job: Job,
 }
 
@@ -158,13 +160,14 @@ async fn body(config: Config, tasks: Tasks, stop: Stop) -> Result<(), Error> {
 
     if config.kube {
         // The hosts.toml targets turn the pull secret into headers.
-        let pull_secret = targets.iter().any(|t| matches!(t, Target::Windows | Target::Containerd));
+        let pull_secret = targets.iter().any(|t| t.renders_pull_secret());
         let cluster = source::kube::Cluster::start(&watching, pull_secret).await?;
         let _base_watch = source::files::watch(&[], &[base_file], watching.triggers.clone()).map_err(watch_error)?;
         let snapshot = cluster_snapshot(&cluster);
         cluster.wait_until_synced().await;
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx));
+        let reporting = source::node::NodeReporting { targets: targets.clone(), pending_taint: config.pending_taint };
+        tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx, Some(reporting)));
         drop(watching);
         agent::run(settings, snapshot, rx, metrics, Some(out_tx), stop.wait()).await;
     } else {
@@ -212,7 +215,7 @@ async fn windows_push(
         .unwrap_or_else(|| format!("mirrorconf-{}", std::process::id()));
     let election = source::lease::LeaderElection::new(client, &namespace, &wp.lease_name, &identity);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    watching.tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx));
+    watching.tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx, None));
     let pusher = agent::windows_push::Pusher {
         snapshot: cluster_snapshot(&cluster),
         hosts: {

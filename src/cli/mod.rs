@@ -3,6 +3,7 @@
 
 mod inspect;
 mod push;
+mod status;
 
 use crate::error::Error;
 use crate::node;
@@ -49,6 +50,31 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// Show what `render` would change under a root, and what the MCO would have done for it.
     Diff(DiffArgs),
+    /// Where the current policy has landed: every node current, pending, refused or not reporting
+    /// (exit 0 only when all are current); --wait until it has landed everywhere.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Read the cluster through the Kubernetes API (in-cluster config or KUBECONFIG).
+    #[arg(long, required = true)]
+    pub kube: bool,
+    /// Only the Nodes matching this label selector (e.g. node-role.kubernetes.io/worker).
+    #[arg(long, short = 'l', value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// List current nodes too (the text output lists only the others).
+    #[arg(long)]
+    pub all: bool,
+    /// Return as soon as every node is current (exit 0), or at --timeout, or once a node has been
+    /// refusing the input for 5 s (exit 1, naming the nodes).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (90s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = status::duration, requires = "wait")]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -254,6 +280,10 @@ pub struct RunArgs {
     /// Quiet time after the last change before rendering, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 50)]
     pub debounce_ms: u64,
+    /// With --kube: the taint key nodes carry until their registry files are in place; the agent
+    /// removes it from its own Node ($NODE_NAME) after the first complete apply. "" leaves taints alone.
+    #[arg(long, value_name = "KEY", default_value = crate::source::node::DEFAULT_PENDING_TAINT, value_parser = taint_key)]
+    pub pending_taint: String,
     #[command(flatten)]
     pub windows_push: WindowsPushArgs,
     #[command(flatten)]
@@ -297,8 +327,38 @@ impl RunArgs {
             kube: self.kube,
             listen: self.listen,
             debounce: Duration::from_millis(self.debounce_ms),
+            pending_taint: Some(self.pending_taint.clone()).filter(|k| !k.is_empty()),
             job,
         })
+    }
+}
+
+/// A taint key as the API server takes it: an optional DNS-subdomain prefix and `/`, then a name of
+/// at most 63 letters, digits, `-`, `_` and `.`, starting and ending alphanumeric. Empty: none.
+fn taint_key(key: &str) -> Result<String, String> {
+    if key.is_empty() {
+        return Ok(String::new());
+    }
+    let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            })
+    });
+    if name_ok && prefix_ok {
+        Ok(key.to_string())
+    } else {
+        Err(format!("{key:?} is not a taint key (an optional DNS-subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' and '.')"))
     }
 }
 
@@ -359,6 +419,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Push(args) => push::push(&args),
         Command::Resolve(args) => inspect::resolve(&args),
         Command::Diff(args) => inspect::diff(&args),
+        Command::Status(args) => status::status(&args),
         Command::Validate(args) => {
             let (inputs, policy) = node::load_policy(&args.manifests.paths)?;
             println!(

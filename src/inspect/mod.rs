@@ -6,6 +6,7 @@ pub mod conf;
 pub mod containerd;
 pub mod diff;
 pub mod disruption;
+pub mod fleet;
 pub mod linux;
 pub mod reference;
 

@@ -127,11 +127,14 @@ mod tests {
                 "{base}---\napiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {{name: cluster}}\nspec:\n  additionalTrustedCA: {{name: cas}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cas, namespace: openshift-config}}\ndata:\n  {host}: |\n{pem}"
             )
         };
-        let variants: Vec<String> = variants.into_iter().chain([
-            with_ca("m.corp", include_str!("../../tests/fixtures/certs/test-ca.crt")),
-            with_ca("m.corp..5000", include_str!("../../tests/fixtures/certs/test-ca.crt")),
-            with_ca("m.corp", include_str!("../../tests/fixtures/certs/other-ca.crt")),
-        ]).collect();
+        let variants: Vec<String> = variants
+            .into_iter()
+            .chain([
+                with_ca("m.corp", include_str!("../../tests/fixtures/certs/test-ca.crt")),
+                with_ca("m.corp..5000", include_str!("../../tests/fixtures/certs/test-ca.crt")),
+                with_ca("m.corp", include_str!("../../tests/fixtures/certs/other-ca.crt")),
+            ])
+            .collect();
         let mut seen = std::collections::BTreeSet::new();
         assert!(seen.insert(fingerprint(&policy(&base), false)));
         for v in &variants {

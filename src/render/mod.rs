@@ -30,6 +30,26 @@ impl Target {
         set.dedup();
         set
     }
+
+    /// containerd's hosts.toml carries the pull secret's credentials; CRI-O reads the kubelet's
+    /// own copy, so a Linux target neither needs the Secret nor changes when it does.
+    pub fn renders_pull_secret(self) -> bool {
+        matches!(self, Target::Containerd | Target::Windows)
+    }
+
+    /// The target a [`Target::name`] names.
+    pub fn from_name(name: &str) -> Option<Target> {
+        [Target::Linux, Target::Containerd, Target::Windows].into_iter().find(|t| t.name() == name)
+    }
+
+    /// The name used on the command line and in the Node annotation `status` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Linux => "linux",
+            Target::Containerd => "containerd",
+            Target::Windows => "windows",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

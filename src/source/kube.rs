@@ -4,6 +4,7 @@
 //! ConfigMaps are watched for the whole `openshift-config` namespace, so when `Image/cluster` renames
 //! its `additionalTrustedCA` the new ConfigMap is already cached and followed at once.
 
+use super::node::{NodeHandle, NodeReporting, OwnNode};
 use crate::agent::{metrics::Metrics, Outcome};
 use crate::error::Error;
 use crate::model::{
@@ -13,8 +14,6 @@ use crate::policy::cas;
 use crate::tasks::Tasks;
 use crate::text::truncate_at_char;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -22,7 +21,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// An Event's note is at most 1 KiB; longer notes are cut at a character boundary.
@@ -32,9 +31,6 @@ const MAX_NOTE_BYTES: usize = 1000;
 pub async fn client() -> Result<Client, Error> {
     Client::try_default().await.map_err(|e| Error::Runtime(format!("cannot reach the Kubernetes API: {e}")))
 }
-
-/// The node annotation that says which files (by hash) the agent applied.
-pub const POLICY_HASH_ANNOTATION: &str = "mirrorconf.io/applied-policy-hash";
 
 #[derive(Clone)]
 pub struct Cluster {
@@ -47,7 +43,6 @@ pub struct Cluster {
     registry_certificates: Store<ConfigMap>,
     secrets: Option<Store<Secret>>,
     node_name: Option<String>,
-    last_annotated: Arc<Mutex<Option<String>>>,
 }
 
 /// What every watcher needs: where its task is supervised, whom to tell of a change, what to count.
@@ -127,7 +122,6 @@ impl Cluster {
                 spawn_reflector(Api::namespaced(client.clone(), pull_secret::NAMESPACE), by_name(pull_secret::NAME), w)
             }),
             node_name: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
-            last_annotated: Arc::new(Mutex::new(None)),
             client,
         }
     }
@@ -181,50 +175,62 @@ impl Cluster {
     }
 
     /// Turns render outcomes into what an admin sees in the cluster: a Warning Event on each object
-    /// whose input was refused, and the applied-policy hash on this node.
-    pub async fn report_outcomes(self, mut outcomes: mpsc::UnboundedReceiver<Outcome>) {
+    /// whose input was refused, and, with `node`, this node's annotations and pending taint.
+    pub async fn report_outcomes(self, mut outcomes: mpsc::UnboundedReceiver<Outcome>, node: Option<NodeReporting>) {
         let reporter = Reporter { controller: "mirrorconf".into(), instance: self.node_name.clone() };
         let recorder = Recorder::new(self.client.clone(), reporter);
-        while let Some(outcome) = outcomes.recv().await {
-            match outcome {
-                Outcome::Applied { policy_hash, .. } => self.annotate_node(&policy_hash).await,
-                Outcome::Refused { errors, objects } => {
-                    for object in objects {
-                        let Some(reference) = self.object_reference(&object) else { continue };
-                        let prefix = format!("{object}: ");
-                        let mut note: String = errors
-                            .iter()
-                            .filter(|e| e.starts_with(&prefix))
-                            .map(|e| e.trim_start_matches(&prefix))
-                            .collect::<Vec<_>>()
-                            .join("; ");
-                        truncate_at_char(&mut note, MAX_NOTE_BYTES);
-                        let event = Event {
-                            type_: EventType::Warning,
-                            reason: "InvalidMirrorPolicy".into(),
-                            note: Some(note),
-                            action: "Render".into(),
-                            secondary: None,
-                        };
-                        if let Err(e) = recorder.publish(&event, &reference).await {
-                            tracing::warn!(%object, "cannot publish an Event: {e}");
-                        }
+        let mut own = match (node, &self.node_name) {
+            (Some(reporting), Some(name)) => Some(OwnNode::new(NodeHandle::new(self.client.clone(), name), reporting)),
+            _ => None,
+        };
+        loop {
+            let retry = own.as_ref().and_then(OwnNode::untaint_due);
+            let untaint_retry = async move {
+                match retry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                outcome = outcomes.recv() => {
+                    let Some(outcome) = outcome else { break };
+                    if let Some(own) = &mut own {
+                        own.publish(&outcome).await;
+                    }
+                    if let Outcome::Refused { errors, objects } = outcome {
+                        self.publish_refusals(&recorder, &errors, objects).await;
+                    }
+                }
+                _ = untaint_retry => {
+                    if let Some(own) = &mut own {
+                        own.untaint().await;
                     }
                 }
             }
         }
     }
 
-    async fn annotate_node(&self, hash: &str) {
-        let Some(node) = &self.node_name else { return };
-        if self.last_annotated.lock().expect("not poisoned").as_deref() == Some(hash) {
-            return;
-        }
-        let patch = serde_json::json!({"metadata": {"annotations": {POLICY_HASH_ANNOTATION: hash}}});
-        let api: Api<Node> = Api::all(self.client.clone());
-        match api.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => *self.last_annotated.lock().expect("not poisoned") = Some(hash.to_string()),
-            Err(e) => tracing::warn!(%node, "cannot annotate the node: {e}"),
+    async fn publish_refusals(&self, recorder: &Recorder, errors: &[String], objects: Vec<String>) {
+        for object in objects {
+            let Some(reference) = self.object_reference(&object) else { continue };
+            let prefix = format!("{object}: ");
+            let mut note: String = errors
+                .iter()
+                .filter(|e| e.starts_with(&prefix))
+                .map(|e| e.trim_start_matches(&prefix))
+                .collect::<Vec<_>>()
+                .join("; ");
+            truncate_at_char(&mut note, MAX_NOTE_BYTES);
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "InvalidMirrorPolicy".into(),
+                note: Some(note),
+                action: "Render".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::warn!(%object, "cannot publish an Event: {e}");
+            }
         }
     }
 }

@@ -5,4 +5,5 @@
 pub mod files;
 pub mod kube;
 pub mod lease;
+pub mod node;
 pub mod windows_hosts;

@@ -1,0 +1,155 @@
+//! `mirrorconf status --kube`: where the current policy has landed, node by node, and `--wait` until
+//! it has landed everywhere (what a pipeline runs after `kubectl apply` of an IDMS).
+//!
+//! It watches what the agents watch (the same reflectors) plus the Nodes, so `--wait` answers as
+//! soon as the last node reports, without polling.
+
+use super::{OutputFormat, StatusArgs};
+use crate::agent::metrics::Metrics;
+use crate::error::Error;
+use crate::inspect::fleet::{classify, Expected, State, Summary};
+use crate::policy::Policy;
+use crate::source::kube::{spawn_reflector, Cluster, Watching};
+use crate::tasks::Tasks;
+use k8s_openapi::api::core::v1::Node;
+use kube::runtime::{reflector::Store, watcher};
+use kube::{Api, ResourceExt};
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long the first list of every kind may take before status gives up.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// With --wait, a node's refusal ends the wait once it has lasted this long: right after a fix is
+/// applied a node may still show the refusal of the broken version for a moment.
+const REFUSAL_GRACE: Duration = Duration::from_secs(5);
+
+pub(super) fn status(args: &StatusArgs) -> Result<ExitCode, Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(status_async(args))
+}
+
+async fn status_async(args: &StatusArgs) -> Result<ExitCode, Error> {
+    let client = crate::source::kube::client().await?;
+    let (tasks, _ended) = Tasks::new();
+    let (triggers, mut changed) = mpsc::channel::<()>(1);
+    let watching = Watching { tasks, triggers, metrics: Arc::new(Metrics::new()) };
+    let cluster = Cluster::with_client(client.clone(), &watching, true);
+    let mut config = watcher::Config::default();
+    if let Some(selector) = &args.selector {
+        config = config.labels(selector);
+    }
+    let nodes: Store<Node> = spawn_reflector(Api::all(client), config, &watching);
+    drop(watching);
+    let synced = async {
+        cluster.wait_until_synced().await;
+        let _ = nodes.wait_until_ready().await;
+    };
+    if tokio::time::timeout(SYNC_TIMEOUT, synced).await.is_err() {
+        return Err(Error::Runtime(format!(
+            "could not list the mirror objects and the Nodes within {SYNC_TIMEOUT:?} (the watch errors above say why; status needs list and watch on them and get on the pull secret)"
+        )));
+    }
+    let deadline = Instant::now() + args.timeout;
+    let mut refused_since: HashMap<String, Instant> = HashMap::new();
+    let mut last_counts = None;
+    loop {
+        let (summary, invalid) = evaluate(&cluster, &nodes);
+        let now = Instant::now();
+        refused_since.retain(|name, _| summary.refused().contains(&name.as_str()));
+        for name in summary.refused() {
+            refused_since.entry(name.to_string()).or_insert(now);
+        }
+        let lasting_refusal = refused_since.values().any(|t| now.duration_since(*t) >= REFUSAL_GRACE);
+        let done = !args.wait || summary.all_current || invalid.is_some() || lasting_refusal;
+        if args.wait && !done && last_counts.as_ref() != Some(&summary.counts) {
+            eprintln!("waiting: {}", counts_line(&summary));
+            last_counts = Some(summary.counts.clone());
+        }
+        if done || now >= deadline {
+            if let Some(errors) = &invalid {
+                eprintln!("the current objects are refused, so no node can hold them:\n{errors}");
+            }
+            if args.wait && now >= deadline && !summary.all_current {
+                eprintln!("timed out after {:?}: {}", args.timeout, counts_line(&summary));
+            }
+            print(&summary, args);
+            if !summary.refused().is_empty() {
+                eprintln!("refused on: {}", summary.refused().join(", "));
+            }
+            return Ok(if summary.all_current { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        // Wake on any change, and in time for the deadline and the refusal grace.
+        let wake = refused_since.values().map(|t| *t + REFUSAL_GRACE).fold(deadline, Instant::min);
+        tokio::select! {
+            _ = changed.recv() => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+/// The summary of every selected node against the current objects, and the objects' own
+/// validation errors when they do not validate.
+fn evaluate(cluster: &Cluster, nodes: &Store<Node>) -> (Summary, Option<String>) {
+    let (expected, invalid) = match Policy::from_inputs(&cluster.snapshot()) {
+        Ok(policy) => (Some(Expected::of(&policy)), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let statuses = nodes
+        .state()
+        .iter()
+        .map(|node| {
+            let annotations: BTreeMap<String, String> = node.annotations().clone();
+            classify(&node.name_any(), &annotations, expected.as_ref())
+        })
+        .collect();
+    (Summary::new(expected.as_ref(), statuses), invalid)
+}
+
+fn counts_line(summary: &Summary) -> String {
+    [State::Current, State::Pending, State::Refused, State::NotReporting]
+        .map(|s| format!("{} {}", summary.counts.get(s.label()).copied().unwrap_or(0), s.label()))
+        .join(", ")
+}
+
+fn print(summary: &Summary, args: &StatusArgs) {
+    match args.output {
+        OutputFormat::Text => print!("{}", summary.text(args.all)),
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(summary).expect("a summary always serialises"))
+        }
+    }
+}
+
+/// `90`, `90s`, `5m`, `1h`.
+pub(super) fn duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 90s, 5m, 1h)"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{text:?} is not a duration (e.g. 90s, 5m, 1h)")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_people_write_them() {
+        assert_eq!(duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(duration("5 m").is_err() && duration("m").is_err() && duration("-1s").is_err());
+    }
+}
