@@ -201,7 +201,7 @@ fn the_windows_pusher_is_one_replica_with_least_privilege() {
     );
 }
 
-/// No wildcard anywhere; the only writes are Events, the node annotation and the pusher's Lease;
+/// No wildcard anywhere; the only writes are Events, the agent's own Node (annotations, its taint) and the pusher's Lease;
 /// secrets only by name.
 fn check_rules(all: &[Value]) {
     for role in find(all, "ClusterRole").into_iter().chain(find(all, "Role")) {
@@ -222,7 +222,7 @@ fn check_rules(all: &[Value]) {
                     && rule["resourceNames"][0] == "mirrorconf-windows-push";
                 assert!(
                     resources == ["events"] && verbs == ["create", "patch"]
-                        || resources == ["nodes"] && verbs == ["patch"]
+                        || resources == ["nodes"] && verbs == ["get", "patch"]
                         || lease_create
                         || lease_update,
                     "unexpected write: {rule:?}"
