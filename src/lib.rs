@@ -12,10 +12,13 @@
 //!   handles signals, and supervises every task (one that dies ends the process with exit 1).
 //! - [`source`]: where the agent's inputs come from: [`source::files`] watches folders with
 //!   `notify`, [`source::kube`] runs kube-rs reflectors and reports back (Events, node annotation),
-//!   [`source::windows_hosts`] finds Windows hosts, [`source::lease`] is Lease leader election.
+//!   [`source::windows_hosts`] finds Windows hosts, [`source::lease`] is Lease leader election,
+//!   [`source::node`] is what an agent writes on its own Node (fleet-view annotations, removing
+//!   the registries-pending taint).
 //! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks with a timeout) with its
 //!   metrics and the `/healthz` `/readyz` `/metrics` server; [`agent::windows_push`] is the
-//!   in-cluster pusher. Shutdown is a future the caller passes in.
+//!   in-cluster pusher. Shutdown is a future the caller passes in; `READY=1` to systemd after the
+//!   first complete apply.
 //! - [`push`]: `mirrorconf push`: the inventory ([`push::inventory`]) and the sequential or
 //!   parallel round with retries, which stops starting hosts when told to.
 //! - [`tasks`]: the supervisor every long-lived task is spawned through.
@@ -34,14 +37,15 @@
 //! **The pure core** (objects in, files and explanations out; its only I/O is reading manifest files,
 //! in one file of [`model`] named below):
 //! - [`inspect`]: explainers for `resolve` (containers/image and containerd endpoint order, what
-//!   the allowed/blocked rules refuse) and `diff` (unified diff, the MCO's disruption classes).
+//!   the allowed/blocked rules refuse), `diff` (unified diff, the MCO's disruption classes) and
+//!   `status` ([`inspect::fleet`]: each Node current, pending, refused or not reporting).
 //! - [`render`]: renderers from policy to a [`fileset::FileSet`]: [`render::registries_conf`]
 //!   edits the node's own registries.conf with `toml_edit`, [`render::policy_json`] its
 //!   policy.json, [`render::hosts_toml`] the containerd trees from `templates/`, [`render::certs`]
 //!   the CA files.
 //! - [`policy`]: validation (every error names object, field and value) and the merged policy;
 //!   [`policy::merge`] is the topological mirror merge, [`policy::scope`] the scope patterns and
-//!   nesting rule.
+//!   nesting rule, [`policy::fingerprint`] the digest of a policy that nodes compare across the fleet.
 //! - [`model`]: serde types of the Kubernetes objects (kube-rs resources) and the loader:
 //!   [`model::load_text`] is pure; [`model::load_paths`] adds the one part of the core that reads
 //!   files (`model/load/files.rs`: which files a `--manifests` argument names, each read as bounded
