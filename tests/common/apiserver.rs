@@ -51,6 +51,8 @@ struct State_ {
     events: Vec<Value>,
     node_patches: Vec<(String, Value)>,
     watches_opened: u64,
+    /// Every request answered (watches included), for what a benchmark costs the server.
+    requests: u64,
     /// (plural, name) -> a change another writer makes right after the next GET of it.
     after_get: HashMap<(String, String), Change>,
 }
@@ -266,6 +268,10 @@ impl FakeApi {
         self.state.lock().unwrap().after_get.insert((plural.to_string(), name.to_string()), Box::new(change));
     }
 
+    pub fn requests(&self) -> u64 {
+        self.state.lock().unwrap().requests
+    }
+
     pub fn watches_opened(&self) -> u64 {
         self.state.lock().unwrap().watches_opened
     }
@@ -282,6 +288,7 @@ async fn handle(
         return json_response(StatusCode::NOT_FOUND, &json!({"kind": "Status", "code": 404}));
     };
     let key: Key = (gv.clone(), ns.clone(), plural.clone());
+    api.state.lock().unwrap().requests += 1;
     match (method, name) {
         (Method::GET, None) if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) => watch(api, key, q),
         (Method::GET, None) => {
