@@ -109,24 +109,38 @@ async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &M
                 tracing::warn!("{w}");
             }
             let changed = report.changed();
-            if changed && !settings.reload.is_empty() {
+            // Behind until the runtime has been told: a failed reload keeps the node behind
+            // until a later change reloads it; with nothing to reload, written files are current.
+            let behind = if changed && !settings.reload.is_empty() {
                 let conf_paths =
                     [registries_conf::PATH, registries_conf::SEARCH_DROP_IN_PATH, crate::render::policy_json::PATH];
                 let registries_changed =
                     report.written.iter().chain(&report.removed).any(|p| conf_paths.contains(&p.as_str()));
                 metrics.reloads.inc();
-                if let Err(e) = settings.reload.run(registries_changed).await {
+                let result = settings.reload.run(registries_changed).await;
+                if let Err(e) = &result {
                     metrics.reload_errors.inc();
                     tracing::error!("reload failed: {e}");
                 }
-            }
+                result.is_err()
+            } else {
+                !changed && !settings.reload.is_empty() && metrics.node_behind.get() == 1
+            };
+            metrics.node_behind.set(i64::from(behind));
             // Ready once the runtime has been told too, whatever the reload's outcome: the files are there.
             metrics.input_valid.set(1);
             succeeded(metrics);
             tracing::info!(written = report.written.len(), removed = report.removed.len(), "rendered");
             Outcome::Applied { policy_hash: files_hash(&rendered.files), changed }
         }
-        Err(e) => refused(&e, metrics),
+        Err(e) => {
+            // Refused input leaves the last good files, as current as the node can be; any other
+            // failure (a write, the state file) leaves it behind the input.
+            if !e.is_invalid_input() {
+                metrics.node_behind.set(1);
+            }
+            refused(&e, metrics)
+        }
     }
 }
 
