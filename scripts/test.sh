@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, golden, property and real-client tests (skopeo, docker-registry,
-# containerd, sshd, openssl on loopback), then a bounded run of every fuzz target. Installs the Debian packages those tests need when they
+# containerd, sshd, openssl on loopback; promtool for the alerts), then a bounded run of every fuzz target. Installs the Debian packages those tests need when they
 # are missing (needs root for that), then runs cargo test. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # binary:package pairs the real-client tests run.
 tools="skopeo:skopeo docker-registry:docker-registry containerd:containerd ctr:containerd sshd:openssh-server
-ssh-keygen:openssh-client openssl:openssl curl:curl tar:tar gzip:gzip mount:mount"
+ssh-keygen:openssh-client openssl:openssl curl:curl tar:tar gzip:gzip mount:mount promtool:prometheus"
 missing=()
 for pair in $tools; do
   bin=${pair%%:*}
