@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, golden, property and real-client tests (skopeo, docker-registry,
-# containerd, sshd, openssl on loopback; kubectl kustomize and promtool for the packaging), then a
-# bounded run of every fuzz target. Installs the Debian packages those tests need when they are
-# missing (needs root for that), then runs cargo test. Extra arguments go to cargo test.
+# containerd, sshd, openssl on loopback; kubectl kustomize, promtool, the shells and groff for the
+# packaging), then a bounded run of every fuzz target. Installs the Debian packages those tests need
+# when they are missing (needs root for that), then runs cargo test. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # binary:package pairs the real-client tests run.
 tools="skopeo:skopeo docker-registry:docker-registry containerd:containerd ctr:containerd sshd:openssh-server
-ssh-keygen:openssh-client openssl:openssl curl:curl tar:tar gzip:gzip mount:mount promtool:prometheus"
+ssh-keygen:openssh-client openssl:openssl curl:curl tar:tar gzip:gzip mount:mount promtool:prometheus
+zsh:zsh fish:fish groff:groff-base script:bsdutils git:git"
 missing=()
 for pair in $tools; do
   bin=${pair%%:*}

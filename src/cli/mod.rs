@@ -1,6 +1,7 @@
 //! Command-line interface: argument types and the commands they run. `main.rs` only parses, sets up
 //! logging and turns the result into an exit code.
 
+mod docs;
 mod inspect;
 mod push;
 
@@ -14,11 +15,15 @@ use std::process::ExitCode;
 /// Exit code for input that was refused (bad manifests, bad base file).
 pub const EXIT_INVALID: u8 = 2;
 
+/// `mirrorconf --version`: the crate version and the git revision it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MIRRORCONF_GIT_REVISION"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mirrorconf",
-    version,
-    about = "Turns OpenShift image-mirror policy into the files container runtimes read"
+    version = VERSION,
+    about = "Turns OpenShift image-mirror policy into the files container runtimes read",
+    after_help = "Colour on a terminal only, and never when NO_COLOR is set."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,6 +54,24 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// Show what `render` would change under a root, and what the MCO would have done for it.
     Diff(DiffArgs),
+    /// Print shell completions, e.g. `mirrorconf completions bash > /etc/bash_completion.d/mirrorconf`.
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per command into a folder.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write mirrorconf.1 and mirrorconf-<command>.1 here (e.g. /usr/local/share/man/man1)
+    /// instead of printing mirrorconf.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -359,6 +382,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Push(args) => push::push(&args),
         Command::Resolve(args) => inspect::resolve(&args),
         Command::Diff(args) => inspect::diff(&args),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
         Command::Validate(args) => {
             let (inputs, policy) = node::load_policy(&args.manifests.paths)?;
             println!(
