@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, golden, property and real-client tests (skopeo, docker-registry,
-# containerd, sshd, openssl on loopback; systemd-analyze for the unit), then a bounded run of every fuzz target. Installs the Debian packages those tests need when they
-# are missing (needs root for that), then runs cargo test. Extra arguments go to cargo test.
+# containerd, sshd, openssl on loopback; systemd-analyze for the unit; kubectl kustomize, promtool, the shells and groff for the
+# packaging), then a bounded run of every fuzz target. Installs the Debian packages those tests need
+# when they are missing (needs root for that), then runs cargo test. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # binary:package pairs the real-client tests run.
 tools="skopeo:skopeo docker-registry:docker-registry containerd:containerd ctr:containerd sshd:openssh-server
-ssh-keygen:openssh-client openssl:openssl curl:curl tar:tar gzip:gzip mount:mount systemd-analyze:systemd"
+ssh-keygen:openssh-client openssl:openssl curl:curl tar:tar gzip:gzip mount:mount promtool:prometheus
+zsh:zsh fish:fish groff:groff-base script:bsdutils git:git systemd-analyze:systemd"
 missing=()
 for pair in $tools; do
   bin=${pair%%:*}
@@ -34,6 +36,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
   if [ "$cleanup_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+# kubectl builds the kustomize variants in tests/deploy*.rs. Debian does not package it, so it is not
+# installed here: it must be kubectl 1.27 or newer (its built-in kustomize v5).
+kubectl_minor=$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -n1 || true)
+if [ -z "$kubectl_minor" ] || [ "$kubectl_minor" -lt 27 ]; then
+  echo "scripts/test.sh: the deploy tests need kubectl 1.27 or newer (kustomize v5) on PATH; found: $(kubectl version --client 2>&1 | head -n1)" >&2
+  exit 1
 fi
 
 cargo test --locked "$@"

@@ -37,7 +37,10 @@ impl Agent {
         let scripts = tempfile::tempdir().unwrap();
         let counter = scripts.path().join("reloads");
         let hook = scripts.path().join("hook.sh");
-        fs::write(&hook, format!("#!/bin/sh\necho reload >> {}\n", counter.display())).unwrap();
+        // Counts every reload; fails while the file `fail` exists next to it.
+        let fail = scripts.path().join("fail");
+        fs::write(&hook, format!("#!/bin/sh\necho reload >> {}\n[ ! -e {} ]\n", counter.display(), fail.display()))
+            .unwrap();
         fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
         let base = scripts.path().join("base.conf");
         fs::write(&base, BASE).unwrap();
@@ -182,6 +185,42 @@ fn the_reload_hook_runs_once_per_change_and_never_for_a_no_op() {
     a.settle_after(renders);
     assert!(a.conf().contains("burst19.corp/ns"));
     assert_eq!(a.reloads(), start + 2, "one burst, one reload");
+}
+
+/// `mirrorconf_node_behind` (the MirrorconfNodeBehind alert): 1 after a failed reload or write of a
+/// valid input, back to 0 once a later change is applied and reloaded; refused input leaves it be.
+#[test]
+fn a_failed_reload_or_write_marks_the_node_behind_until_a_change_is_applied() {
+    let a = Agent::start();
+    assert_eq!(a.metric("mirrorconf_node_behind"), 0.0);
+    let fail = a._scripts.path().join("fail");
+
+    fs::write(&fail, "").unwrap();
+    let renders = a.metric("mirrorconf_renders_total");
+    a.write("one.yaml", &idms("one", "quay.io/ns", "m1.corp/ns"));
+    a.settle_after(renders);
+    assert_eq!(a.metric("mirrorconf_reload_errors_total"), 1.0);
+    assert_eq!(a.metric("mirrorconf_node_behind"), 1.0, "written, but the runtime was not told");
+    // A render that changes nothing does not reload, so the node stays behind.
+    let renders = a.metric("mirrorconf_renders_total");
+    a.write("other.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n");
+    a.settle_after(renders);
+    assert_eq!(a.metric("mirrorconf_node_behind"), 1.0);
+    fs::remove_file(&fail).unwrap();
+    a.write("one.yaml", &idms("one", "quay.io/ns", "m2.corp/ns"));
+    wait_until(10, "a reload that works", || a.metric("mirrorconf_node_behind") == 0.0);
+
+    // A write that fails (the folder is a file now) is not the input's fault.
+    let containers = a.root.path().join("etc/containers");
+    fs::rename(&containers, a.root.path().join("etc/moved")).unwrap();
+    fs::write(&containers, "").unwrap();
+    a.write("one.yaml", &idms("one", "quay.io/ns", "m3.corp/ns"));
+    wait_until(10, "the failed write", || a.metric("mirrorconf_node_behind") == 1.0);
+    assert_eq!(a.metric("mirrorconf_input_valid"), 1.0, "the input is fine");
+    fs::remove_file(&containers).unwrap();
+    fs::rename(a.root.path().join("etc/moved"), &containers).unwrap();
+    a.write("one.yaml", &idms("one", "quay.io/ns", "m4.corp/ns"));
+    wait_until(10, "recovery", || a.conf().contains("m4.corp/ns") && a.metric("mirrorconf_node_behind") == 0.0);
 }
 
 #[test]

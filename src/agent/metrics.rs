@@ -17,6 +17,7 @@ pub struct Metrics {
     pub watch_restarts: Counter,
     pub last_success: Gauge<f64, AtomicU64>,
     pub input_valid: Gauge,
+    pub node_behind: Gauge,
     pub windows_hosts: Gauge,
     pub windows_hosts_failed: Gauge,
     ready: AtomicBool,
@@ -41,6 +42,7 @@ impl Metrics {
             watch_restarts: Counter::default(),
             last_success: Gauge::default(),
             input_valid: Gauge::default(),
+            node_behind: Gauge::default(),
             windows_hosts: Gauge::default(),
             windows_hosts_failed: Gauge::default(),
             ready: AtomicBool::new(false),
@@ -60,6 +62,7 @@ impl Metrics {
             watch_restarts: "watch_restarts", "Times a source restarted its watch (relist, watcher error)";
             last_success: "last_success_timestamp_seconds", "Unix time of the last successful render";
             input_valid: "input_valid", "1 when the current input is valid, 0 when it was refused";
+            node_behind: "node_behind", "1 while this node is behind the valid input: a write or the reload after it failed";
             windows_hosts: "windows_hosts", "Windows hosts in the last push round (--windows-push)";
             windows_hosts_failed: "windows_hosts_failed", "Windows hosts that failed in the last push round";
         }

@@ -116,6 +116,9 @@ async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &M
                     complete = false;
                 }
             }
+            // Behind until the runtime has been told: a failed reload keeps the node behind until
+            // the retried reload succeeds; with nothing to reload, written files are current.
+            metrics.node_behind.set(i64::from(!complete));
             // Ready once the runtime has been told too, whatever the reload's outcome: the files are there.
             metrics.input_valid.set(1);
             succeeded(metrics);
@@ -129,7 +132,14 @@ async fn render_and_reload(settings: &Settings, snapshot: &Snapshot, metrics: &M
                 complete,
             }
         }
-        Err(e) => refused(&e, metrics),
+        Err(e) => {
+            // Refused input leaves the last good files, as current as the node can be; any other
+            // failure (a write, the state file) leaves it behind the input.
+            if !e.is_invalid_input() {
+                metrics.node_behind.set(1);
+            }
+            refused(&e, metrics)
+        }
     }
 }
 

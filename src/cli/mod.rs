@@ -1,6 +1,7 @@
 //! Command-line interface: argument types and the commands they run. `main.rs` only parses, sets up
 //! logging and turns the result into an exit code.
 
+mod docs;
 mod inspect;
 mod push;
 mod status;
@@ -15,11 +16,15 @@ use std::process::ExitCode;
 /// Exit code for input that was refused (bad manifests, bad base file).
 pub const EXIT_INVALID: u8 = 2;
 
+/// `mirrorconf --version`: the crate version and the git revision it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MIRRORCONF_GIT_REVISION"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mirrorconf",
-    version,
-    about = "Turns OpenShift image-mirror policy into the files container runtimes read"
+    version = VERSION,
+    about = "Turns OpenShift image-mirror policy into the files container runtimes read",
+    after_help = "Colour on a terminal only, and never when NO_COLOR is set."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -53,6 +58,10 @@ pub enum Command {
     /// Where the current policy has landed: every node current, pending, refused or not reporting
     /// (exit 0 only when all are current); --wait until it has landed everywhere.
     Status(StatusArgs),
+    /// Print shell completions, e.g. `mirrorconf completions bash > /etc/bash_completion.d/mirrorconf`.
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per command into a folder.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +84,20 @@ pub struct StatusArgs {
     /// How long --wait waits (90s, 5m, 1h).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = status::duration, requires = "wait")]
     pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write mirrorconf.1 and mirrorconf-<command>.1 here (e.g. /usr/local/share/man/man1)
+    /// instead of printing mirrorconf.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -420,6 +443,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Resolve(args) => inspect::resolve(&args),
         Command::Diff(args) => inspect::diff(&args),
         Command::Status(args) => status::status(&args),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
         Command::Validate(args) => {
             let (inputs, policy) = node::load_policy(&args.manifests.paths)?;
             println!(

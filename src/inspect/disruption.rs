@@ -1,5 +1,5 @@
-//! What the Machine Config Operator would do to a node for a registries.conf change (DESIGN.md,
-//! "Disruption classes"): appending digest-only mirrors, new registries that only hold them, or
+//! What the Machine Config Operator would do to a node for a registries.conf change (docs/design.md,
+//! "What the MCO would do"): appending digest-only mirrors, new registries that only hold them, or
 //! search registries is applied with a CRI-O reload and no drain; removing a scope or a mirror,
 //! changing `blocked`, `insecure` or `location`, adding a tag-only mirror, or any other change drains
 //! and reboots the node. mirrorconf applies every one of them with a CRI-O reload.

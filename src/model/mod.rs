@@ -115,8 +115,9 @@ pub fn object_ref(kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta:
     format!("{kind}/{}", meta.name.as_deref().unwrap_or("<unnamed>"))
 }
 
-/// The CustomResourceDefinitions of the kinds mirrorconf reads, generated from these types, for
-/// clusters that do not have them (vanilla Kubernetes). `deploy/crds/` holds them as YAML.
+/// The CustomResourceDefinitions these types would give: their shape only. The CRDs installed on
+/// clusters without them (`deploy/api`) add openshift/api's validation; a test checks that they
+/// declare every field these types read, since the API server drops undeclared fields.
 pub fn custom_resource_definitions(
 ) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;

@@ -1,7 +1,7 @@
 //! Validation of the input objects and the merged mirror policy every renderer works from.
 //!
-//! [`Policy::from_inputs`] checks everything DESIGN.md section 1 lists and reports every problem at
-//! once, each naming the object, the field path and the value. A `Policy` is only ever built from
+//! [`Policy::from_inputs`] checks what docs/design.md ("Validation") lists and reports every
+//! problem at once, each naming the object, the field path and the value. A `Policy` is only ever built from
 //! valid input, so renderers never see a half-valid state.
 
 pub mod cas;

@@ -6,8 +6,8 @@
 //! tens of thousands of mirror entries this is an order of magnitude faster than growing the
 //! `toml_edit` document, and the result is parsed back by the tests.
 //!
-//! The edit follows OpenShift's MCO (DESIGN.md section 1): mirror sets, then blocked and insecure
-//! scopes, then nested scopes inherit their parent's mirrors. It differs where the reference is wrong:
+//! The edit follows OpenShift's MCO (docs/design.md, "registries.conf"): mirror sets, then blocked
+//! and insecure scopes, then nested scopes inherit their parent's mirrors. It differs where the reference is wrong:
 //! wildcard mirror sources with nested entries render correctly, and the base is kept, not replaced.
 
 use crate::policy::Policy;
