@@ -19,6 +19,10 @@
 //! - [`push`]: `mirrorconf push`: the inventory ([`push::inventory`]) and the sequential or
 //!   parallel round with retries, which stops starting hosts when told to.
 //! - [`tasks`]: the supervisor every long-lived task is spawned through.
+//! - [`probe`]: `check` and the agent's endpoint probes: for every endpoint the inspect explainers
+//!   list (in their order), name resolution, TCP, TLS with the CA files the runtime reads, the
+//!   registry API and authentication, with hyper and rustls; [`probe::files`] reads a node's files
+//!   (rendered, or under a root) for it.
 //!
 //! **The node edge** (reads and writes a node's disk):
 //! - [`node`]: read manifests and the node's own files (registries.conf, policy.json) as bases,
@@ -68,6 +72,8 @@ pub mod inspect;
 pub mod model;
 pub mod node;
 pub mod policy;
+#[cfg(feature = "cli")]
+pub mod probe;
 #[cfg(feature = "cli")]
 pub mod push;
 pub mod render;
