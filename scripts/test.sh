@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # binary:package pairs the real-client tests run.
 tools="skopeo:skopeo docker-registry:docker-registry containerd:containerd ctr:containerd sshd:openssh-server
-ssh-keygen:openssh-client openssl:openssl curl:curl tar:tar gzip:gzip mount:mount"
+ssh-keygen:openssh-client openssl:openssl curl:curl tar:tar gzip:gzip mount:mount htpasswd:apache2-utils"
 missing=()
 for pair in $tools; do
   bin=${pair%%:*}

@@ -1,8 +1,11 @@
 //! Command-line interface: argument types and the commands they run. `main.rs` only parses, sets up
 //! logging and turns the result into an exit code.
 
+mod check;
 mod inspect;
 mod push;
+
+pub use check::CheckArgs;
 
 use crate::error::Error;
 use crate::node;
@@ -49,6 +52,9 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// Show what `render` would change under a root, and what the MCO would have done for it.
     Diff(DiffArgs),
+    /// Probe every endpoint the runtime may use (DNS, TCP, TLS, registry API, credentials) and say
+    /// which are not usable and why (exit 1 when a pull would miss one).
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -359,6 +365,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Push(args) => push::push(&args),
         Command::Resolve(args) => inspect::resolve(&args),
         Command::Diff(args) => inspect::diff(&args),
+        Command::Check(args) => check::check(&args),
         Command::Validate(args) => {
             let (inputs, policy) = node::load_policy(&args.manifests.paths)?;
             println!(
