@@ -157,6 +157,7 @@ pub mod meaning;
 pub mod mirrors;
 pub mod registry;
 pub mod sshd;
+pub mod token;
 
 // Each test binary uses a part of these.
 #[allow(unused_imports)]
