@@ -11,9 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Where CRI-O reads the node's pull secret on OpenShift (its `global_auth_file`).
-pub const KUBELET_AUTH_FILE: &str = "var/lib/kubelet/config.json";
-
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("policy").required(true).args(["manifests", "kube", "root"])))]
 pub struct CheckArgs {
@@ -70,15 +67,12 @@ fn gather(args: &CheckArgs, runtime: &tokio::runtime::Runtime) -> Result<(NodeFi
         None => None,
     };
     if let Some(root) = &args.root {
-        let auths = match (explicit, args.target) {
-            (Some((secret, from)), _) => Auths { secret: Some(secret), from },
-            (None, Target::Linux) => {
-                let secret = read_auth_file(&root.join(KUBELET_AUTH_FILE), &format!("/{KUBELET_AUTH_FILE}"))?;
-                Auths { secret, from: format!("/{KUBELET_AUTH_FILE}") }
-            }
-            (None, _) => Auths { secret: None, from: "the hosts.toml authorization headers".into() },
+        let files = NodeFiles::Root(root.clone());
+        let auths = match explicit {
+            Some((secret, from)) => Auths { secret: Some(secret), from },
+            None => Auths::of_node(&files, args.target).map_err(Error::Usage)?,
         };
-        return Ok((NodeFiles::Root(root.clone()), auths));
+        return Ok((files, auths));
     }
     let inputs = if args.kube {
         runtime.block_on(cluster_inputs())?

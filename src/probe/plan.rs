@@ -75,7 +75,24 @@ pub struct Auths {
     pub from: String,
 }
 
+/// Where CRI-O reads the node's pull secret on OpenShift (its `global_auth_file`).
+pub const KUBELET_AUTH_FILE: &str = "var/lib/kubelet/config.json";
+
 impl Auths {
+    /// The credentials a node's runtime has: the kubelet's config.json for CRI-O; for containerd,
+    /// the `authorization` headers of its hosts.toml files (read with the tree, in [`plan`]).
+    pub fn of_node(files: &NodeFiles, target: Target) -> Result<Auths, String> {
+        if target != Target::Linux {
+            return Ok(Auths { secret: None, from: "the hosts.toml authorization headers".into() });
+        }
+        let secret = files
+            .read(KUBELET_AUTH_FILE)?
+            .map(|b| PullSecret::from_json(&b))
+            .transpose()
+            .map_err(|e| format!("/{KUBELET_AUTH_FILE}: {}", e.message))?;
+        Ok(Auths { secret, from: format!("/{KUBELET_AUTH_FILE}") })
+    }
+
     fn for_location(&self, location: &str) -> Option<Credentials> {
         self.secret.as_ref()?.auth_for(location).and_then(Credentials::from_basic)
     }
