@@ -15,7 +15,8 @@
 //!   [`source::windows_hosts`] finds Windows hosts, [`source::lease`] is Lease leader election.
 //! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks with a timeout) with its
 //!   metrics and the `/healthz` `/readyz` `/metrics` server; [`agent::windows_push`] is the
-//!   in-cluster pusher. Shutdown is a future the caller passes in.
+//!   in-cluster pusher; [`agent::probes`] probes the node's endpoints every `--probe-interval`.
+//!   Shutdown is a future the caller passes in.
 //! - [`push`]: `mirrorconf push`: the inventory ([`push::inventory`]) and the sequential or
 //!   parallel round with retries, which stops starting hosts when told to.
 //! - [`tasks`]: the supervisor every long-lived task is spawned through.

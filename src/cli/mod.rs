@@ -260,6 +260,11 @@ pub struct RunArgs {
     /// Quiet time after the last change before rendering, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 50)]
     pub debounce_ms: u64,
+    /// Probe every endpoint the node's files name (as `check --root`) once per this many seconds,
+    /// spread over the interval: `mirrorconf_endpoint_up` on /metrics, and with --kube a Node
+    /// Event when one turns unusable or recovers.
+    #[arg(long, value_name = "SECS", conflicts_with = "windows_push", value_parser = clap::value_parser!(u64).range(10..=86400))]
+    pub probe_interval: Option<u64>,
     #[command(flatten)]
     pub windows_push: WindowsPushArgs,
     #[command(flatten)]
@@ -304,6 +309,7 @@ impl RunArgs {
             listen: self.listen,
             debounce: Duration::from_millis(self.debounce_ms),
             job,
+            probe_interval: self.probe_interval.map(Duration::from_secs),
         })
     }
 }

@@ -28,9 +28,13 @@ impl Registry {
 
     /// Like [`Registry::start`], with more top-level configuration (e.g. an `auth:` section).
     pub fn start_with(ip: &str, tls: Option<Tls<'_>>, extra_config: &str) -> Registry {
+        Self::start_on(ip, free_port(ip), tls, extra_config)
+    }
+
+    /// On a given port (an endpoint that was down comes up).
+    pub fn start_on(ip: &str, port: u16, tls: Option<Tls<'_>>, extra_config: &str) -> Registry {
         let bin = require_tool("docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port(ip);
         let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
         let tls_block = tls
             .map(|t| format!("  tls:\n    certificate: {}\n    key: {}\n", t.cert.display(), t.key.display()))
