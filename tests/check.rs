@@ -211,3 +211,30 @@ fn check_root_reads_what_the_node_has() {
     assert!(private["error"].as_str().unwrap().contains("/var/lib/kubelet/config.json holds"), "{private:#}");
     assert_no_secret(&all);
 }
+
+#[test]
+fn insecure_registries_as_each_runtime_treats_them() {
+    let m = Mirrors::start();
+    let plain = common::Registry::start("127.0.0.6", None);
+    let mirrors = [&plain.host(), &m.untrusted.host()].map(|h| format!("{h}/mirror/app")).to_vec();
+    let policy = format!(
+        "{}---\napiVersion: config.openshift.io/v1\nkind: Image\nmetadata: {{name: cluster}}\nspec:\n  registrySources:\n    insecureRegistries: ['{}', '{}']\n",
+        mirror_set("app", SOURCE, &mirrors, false),
+        plain.host(),
+        m.untrusted.host()
+    );
+    // containers/image: no verification, and plain HTTP when TLS fails.
+    let (code, report, all) = check(&policy, &[]);
+    assert_eq!(code, 0, "{all}");
+    let (p, u) = (row(&report, &plain.host()), row(&report, &m.untrusted.host()));
+    assert!(p["notes"][0].as_str().unwrap().starts_with("plain HTTP: TLS failed"), "{p:#}");
+    assert_eq!(u["notes"][0], "TLS not verified (insecure)", "{u:#}");
+    assert!(plain.server.log_text().contains("\"GET /v2/ HTTP/1.1\" 200"));
+    // containerd: skip_verify only; it never falls back to plain HTTP.
+    let (code, report, _) = check(&policy, &["--target", "windows"]);
+    assert_eq!(code, 1);
+    let p = row(&report, &format!("https://{}", plain.host()));
+    assert_eq!(p["stage"], "tls", "{p:#}");
+    assert!(p["error"].as_str().unwrap().contains("does not speak TLS (plain HTTP?)"), "{p:#}");
+    assert_eq!(row(&report, &format!("https://{}", m.untrusted.host()))["ok"], true, "{report:#}");
+}

@@ -61,14 +61,16 @@ pub(super) async fn run(
     let hint = ca_hint(p);
     let mut conn = match net::open(&p.host, p.port, &security, &hint, deadline).await {
         Err(f) if f.stage == Stage::Tls && p.http_fallback => {
+            // containers/image falls back to plain HTTP for an insecure registry.
             notes.push(format!("plain HTTP: TLS failed ({}) and the registry is insecure", f.message));
             net::open(&p.host, p.port, &Security::Plain, "", deadline).await?
         }
+        Ok(conn) if p.https && p.skip_verify => {
+            notes.push("TLS not verified (insecure)".into());
+            conn
+        }
         other => other?,
     };
-    if p.https && p.skip_verify {
-        notes.push("TLS not verified (insecure)".into());
-    }
     let (at, _) = authority(p);
     let ping = conn.send(Method::GET, "/v2/", &[], Stage::Api, deadline).await?;
     let scope = p.manifest.as_ref().map(|m| format!("repository:{}:pull", m.repository));
