@@ -146,7 +146,14 @@ fn plan_linux(files: &NodeFiles, image: Option<&ImageRef>, auths: &Auths) -> Res
         let manifest = match image {
             None => None,
             Some(_) => {
-                let r = ImageRef::parse(&e.pull).map_err(|err| format!("endpoint {}: {err}", e.pull))?;
+                // A location the file names may make no valid reference: that endpoint only is left out.
+                let r = match ImageRef::parse(&e.pull) {
+                    Ok(r) => r,
+                    Err(err) => {
+                        plan.skipped.push(format!("{}: {err}", e.pull));
+                        return Ok(());
+                    }
+                };
                 // A reference with a digest is pulled by it, its tag notwithstanding.
                 let object = r.digest.clone().or(r.tag.clone()).unwrap_or_else(|| "latest".into());
                 Some(Manifest {
@@ -288,19 +295,4 @@ fn plan_containerd(files: &NodeFiles, layout: Layout, image: Option<&ImageRef>, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_and_ports() {
-        assert_eq!(split_host("m.local:5000", true), ("m.local".into(), 5000));
-        assert_eq!(split_host("m.local", true), ("m.local".into(), 443));
-        assert_eq!(split_host("m.local", false), ("m.local".into(), 80));
-        assert_eq!(split_host("[::1]:5000", true), ("::1".into(), 5000));
-        assert_eq!(split_host("m.local:x", true), ("m.local:x".into(), 443));
-        assert_eq!(registry_of_dir("reg.local_5000_", Layout::Windows), "reg.local:5000");
-        assert_eq!(registry_of_dir("my_reg_", Layout::Windows), "my_reg_");
-        assert_eq!(registry_of_dir("reg.local:5000", Layout::Linux), "reg.local:5000");
-        assert!(never_resolves("refused-by-allowedregistries.invalid") && !never_resolves("invalid.example"));
-    }
-}
+mod tests;
