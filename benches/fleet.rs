@@ -99,8 +99,16 @@ fn main() {
     }
     let requests = api.requests() - requests_before;
     let patches = api.node_patches().len() - patches_before;
-    println!("change to every node's registries.conf, {nodes} nodes, {changes} changes: p50 {:.1} ms, p99 {:.1} ms", percentile(&to_last, 50), percentile(&to_last, 99));
-    println!("status --wait returned after the last node: p50 {:.1} ms, p99 {:.1} ms", percentile(&status_after_last, 50), percentile(&status_after_last, 99));
+    println!(
+        "change to every node's registries.conf, {nodes} nodes, {changes} changes: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&to_last, 50),
+        percentile(&to_last, 99)
+    );
+    println!(
+        "status --wait returned after the last node: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&status_after_last, 50),
+        percentile(&status_after_last, 99)
+    );
     println!("load average at the end: {}", fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
     println!(
         "API server per change: {:.1} requests ({:.2} per node, status's own included), {:.2} Node patches per node; {} watches held by the agents",

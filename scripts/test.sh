@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # binary:package pairs the real-client tests run.
 tools="skopeo:skopeo docker-registry:docker-registry containerd:containerd ctr:containerd sshd:openssh-server
 ssh-keygen:openssh-client openssl:openssl curl:curl tar:tar gzip:gzip mount:mount promtool:prometheus
-zsh:zsh fish:fish groff:groff-base script:bsdutils git:git systemd-analyze:systemd"
+zsh:zsh fish:fish groff:groff-base script:bsdutils git:git systemd-analyze:systemd
+htpasswd:apache2-utils"
 missing=()
 for pair in $tools; do
   bin=${pair%%:*}

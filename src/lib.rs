@@ -17,11 +17,15 @@
 //!   the registries-pending taint).
 //! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks with a timeout) with its
 //!   metrics and the `/healthz` `/readyz` `/metrics` server; [`agent::windows_push`] is the
-//!   in-cluster pusher. Shutdown is a future the caller passes in; `READY=1` to systemd after the
-//!   first complete apply.
+//!   in-cluster pusher; [`agent::probes`] probes the node's endpoints every `--probe-interval`.
+//!   Shutdown is a future the caller passes in; `READY=1` to systemd after the first complete apply.
 //! - [`push`]: `mirrorconf push`: the inventory ([`push::inventory`]) and the sequential or
 //!   parallel round with retries, which stops starting hosts when told to.
 //! - [`tasks`]: the supervisor every long-lived task is spawned through.
+//! - [`probe`]: `check` and the agent's endpoint probes: for every endpoint the inspect explainers
+//!   list (in their order), name resolution, TCP, TLS with the CA files the runtime reads, the
+//!   registry API and authentication, with hyper and rustls; [`probe::files`] reads a node's files
+//!   (rendered, or under a root) for it.
 //!
 //! **The node edge** (reads and writes a node's disk):
 //! - [`node`]: read manifests and the node's own files (registries.conf, policy.json) as bases,
@@ -72,6 +76,8 @@ pub mod inspect;
 pub mod model;
 pub mod node;
 pub mod policy;
+#[cfg(feature = "cli")]
+pub mod probe;
 #[cfg(feature = "cli")]
 pub mod push;
 pub mod render;

@@ -31,6 +31,8 @@ pub struct Config {
     /// With `kube`: the taint removed from this node's Node after the first complete apply.
     pub pending_taint: Option<String>,
     pub job: Job,
+    /// Probe every endpoint the node's files name this often (`--probe-interval`).
+    pub probe_interval: Option<Duration>,
 }
 
 pub enum Job {
@@ -155,6 +157,17 @@ async fn body(config: Config, tasks: Tasks, stop: Stop) -> Result<(), Error> {
         debounce: config.debounce,
         reload,
     };
+    // The probes read what the agent writes under the root; Events need the cluster.
+    let mut probe_changes = None;
+    if let Some(interval) = config.probe_interval {
+        let probes = agent::probes::ProbeSettings { root: root.clone(), targets: targets.clone(), interval };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let changes = config.kube.then(|| {
+            probe_changes = Some(rx);
+            tx
+        });
+        tasks.spawn("endpoint probes", agent::probes::run(probes, Arc::clone(&metrics), changes, stop.wait()));
+    }
     let base_file = base.unwrap_or_else(|| root.join(ADOPTED_BASE_PATH));
     let watch_error = |e: source::files::WatchError| Error::Runtime(format!("cannot watch the input files: {e}"));
 
@@ -168,6 +181,9 @@ async fn body(config: Config, tasks: Tasks, stop: Stop) -> Result<(), Error> {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let reporting = source::node::NodeReporting { targets: targets.clone(), pending_taint: config.pending_taint };
         tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx, Some(reporting)));
+        if let Some(changes) = probe_changes {
+            tasks.spawn("endpoint events", cluster.clone().report_endpoint_changes(changes, stop.wait()));
+        }
         drop(watching);
         agent::run(settings, snapshot, rx, metrics, Some(out_tx), stop.wait()).await;
     } else {

@@ -1,7 +1,9 @@
 //! Prometheus metrics and the health state `/healthz`, `/readyz` and `/metrics` report.
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +22,16 @@ pub struct Metrics {
     pub node_behind: Gauge,
     pub windows_hosts: Gauge,
     pub windows_hosts_failed: Gauge,
+    pub endpoint_up: Family<EndpointLabels, Gauge>,
+    pub endpoint_probe_seconds: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
     ready: AtomicBool,
+}
+
+/// The labels of an endpoint probe (`run --probe-interval`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub registry: String,
+    pub endpoint: String,
 }
 
 impl Default for Metrics {
@@ -45,6 +56,8 @@ impl Metrics {
             node_behind: Gauge::default(),
             windows_hosts: Gauge::default(),
             windows_hosts_failed: Gauge::default(),
+            endpoint_up: Family::default(),
+            endpoint_probe_seconds: Family::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
@@ -65,6 +78,8 @@ impl Metrics {
             node_behind: "node_behind", "1 while this node is behind the valid input: a write or the reload after it failed";
             windows_hosts: "windows_hosts", "Windows hosts in the last push round (--windows-push)";
             windows_hosts_failed: "windows_hosts_failed", "Windows hosts that failed in the last push round";
+            endpoint_up: "endpoint_up", "1 when the endpoint's last probe found it usable, 0 when not (--probe-interval)";
+            endpoint_probe_seconds: "endpoint_probe_duration_seconds", "How long the endpoint's last probe took";
         }
         Metrics { registry, ..m }
     }

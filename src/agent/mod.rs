@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod probes;
 pub mod reload;
 mod systemd;
 pub mod windows_push;

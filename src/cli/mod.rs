@@ -1,10 +1,13 @@
 //! Command-line interface: argument types and the commands they run. `main.rs` only parses, sets up
 //! logging and turns the result into an exit code.
 
+mod check;
 mod docs;
 mod inspect;
 mod push;
 mod status;
+
+pub use check::CheckArgs;
 
 use crate::error::Error;
 use crate::node;
@@ -62,6 +65,9 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page, or write one page per command into a folder.
     Man(ManArgs),
+    /// Probe every endpoint the runtime may use (DNS, TCP, TLS, registry API, credentials) and say
+    /// which are not usable and why (exit 1 when a pull would miss one).
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +313,11 @@ pub struct RunArgs {
     /// removes it from its own Node ($NODE_NAME) after the first complete apply. "" leaves taints alone.
     #[arg(long, value_name = "KEY", default_value = crate::source::node::DEFAULT_PENDING_TAINT, value_parser = taint_key)]
     pub pending_taint: String,
+    /// Probe every endpoint the node's files name (as `check --root`) once per this many seconds,
+    /// spread over the interval: `mirrorconf_endpoint_up` on /metrics, and with --kube a Node
+    /// Event when one turns unusable or recovers.
+    #[arg(long, value_name = "SECS", conflicts_with = "windows_push", value_parser = clap::value_parser!(u64).range(10..=86400))]
+    pub probe_interval: Option<u64>,
     #[command(flatten)]
     pub windows_push: WindowsPushArgs,
     #[command(flatten)]
@@ -352,6 +363,7 @@ impl RunArgs {
             debounce: Duration::from_millis(self.debounce_ms),
             pending_taint: Some(self.pending_taint.clone()).filter(|k| !k.is_empty()),
             job,
+            probe_interval: self.probe_interval.map(Duration::from_secs),
         })
     }
 }
@@ -445,6 +457,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Status(args) => status::status(&args),
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),
+        Command::Check(args) => check::check(&args),
         Command::Validate(args) => {
             let (inputs, policy) = node::load_policy(&args.manifests.paths)?;
             println!(

@@ -71,7 +71,24 @@ pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<R
             reference.registry
         ));
     }
-    let need_resolve = !reference.is_digested();
+    let (endpoints, skipped) = file_endpoints(&doc, &path_of, Some(!reference.is_digested()), &reference.registry);
+    res.endpoints = endpoints;
+    res.skipped = skipped;
+    Ok(res)
+}
+
+/// The endpoints of one hosts.toml, in the order containerd tries them: its `[host]` tables in file
+/// order, then `server`. `path_of` turns an API base URL into what is fetched there. `need_resolve`
+/// says whether the reference is a tag (a host then needs `resolve` as well as `pull`); `None` keeps
+/// every host that can pull, for a listing of all a file may use. `registry` names containerd's
+/// default server when the file has none.
+fn file_endpoints(
+    doc: &DocumentMut,
+    path_of: &dyn Fn(&str) -> String,
+    need_resolve: Option<bool>,
+    registry: &str,
+) -> (Vec<Endpoint>, Vec<Skipped>) {
+    let (mut endpoints, mut skipped) = (vec![], vec![]);
     if let Some(hosts) = doc.get("host").and_then(Item::as_table_like) {
         for (url, entry) in hosts.iter() {
             let Some(t) = entry.as_table_like() else { continue };
@@ -82,16 +99,17 @@ pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<R
                 .unwrap_or_else(|| vec!["pull", "resolve", "push"]);
             let override_path = t.get("override_path").and_then(Item::as_bool).unwrap_or(false);
             let pull = path_of(&api_base(url, override_path));
-            if !caps.contains(&"pull") || (need_resolve && !caps.contains(&"resolve")) {
-                let why = if need_resolve {
+            let tag = need_resolve == Some(true);
+            if !caps.contains(&"pull") || (tag && !caps.contains(&"resolve")) {
+                let why = if tag {
                     "a tag needs the resolve capability (an ImageDigestMirrorSet/ICSP mirror has only pull)"
                 } else {
                     "no pull capability"
                 };
-                res.skipped.push(Skipped { pull, why: why.into() });
+                skipped.push(Skipped { pull, why: why.into() });
                 continue;
             }
-            res.endpoints.push(Endpoint {
+            endpoints.push(Endpoint {
                 pull,
                 kind: "mirror".into(),
                 why: format!("capabilities {caps:?}"),
@@ -104,9 +122,9 @@ pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<R
     let override_path = doc.get("override_path").and_then(Item::as_bool).unwrap_or(false);
     let server_url = match &server {
         Some(s) => api_base(s, override_path),
-        None => default_server(&reference.registry),
+        None => default_server(registry),
     };
-    res.endpoints.push(Endpoint {
+    endpoints.push(Endpoint {
         pull: path_of(&server_url),
         kind: "server".into(),
         why: if server.is_some() {
@@ -117,7 +135,31 @@ pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<R
         insecure: doc.get("skip_verify").and_then(Item::as_bool).unwrap_or(false),
         ca: doc.get("ca").and_then(Item::as_str).map(String::from),
     });
-    Ok(res)
+    (endpoints, skipped)
+}
+
+/// One registry folder of a hosts.toml tree and every endpoint it may send a pull to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEndpoints {
+    /// The folder (`host:port`, `host_port_` on Windows, or `_default`).
+    pub dir: String,
+    /// Each API base URL (`https://m.example/v2/prefix`), in the order they are tried.
+    pub endpoints: Vec<Endpoint>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Every endpoint of every `<dir>/hosts.toml` in `tree`, by folder name: what `check` probes when
+/// no image is named. A file that does not parse is an error naming it.
+pub fn every_endpoint(tree: &FileSet) -> Result<Vec<FileEndpoints>, String> {
+    let mut out = vec![];
+    for (path, file) in tree.iter() {
+        let Some(dir) = path.strip_suffix("/hosts.toml").filter(|d| !d.contains('/')) else { continue };
+        let text = std::str::from_utf8(&file.contents).map_err(|_| format!("{path} is not UTF-8"))?;
+        let doc: DocumentMut = text.parse().map_err(|e| format!("{path} does not parse: {e}"))?;
+        let (endpoints, skipped) = file_endpoints(&doc, &|base| base.to_string(), None, dir);
+        out.push(FileEndpoints { dir: dir.to_string(), endpoints, skipped });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -168,5 +210,15 @@ override_path = true
         let other = ImageRef::parse("busybox").unwrap();
         let r = resolve(&other, &tree(), Layout::Windows).unwrap();
         assert_eq!(r.endpoints[0].pull, "https://registry-1.docker.io/v2/library/busybox/manifests/latest");
+    }
+
+    #[test]
+    fn every_endpoint_lists_each_host_that_can_pull_then_the_server() {
+        let files = every_endpoint(&tree()).unwrap();
+        let [file] = &files[..] else { panic!("{files:?}") };
+        assert_eq!(file.dir, "reg.local_5000_");
+        let pulls: Vec<_> = file.endpoints.iter().map(|e| e.pull.as_str()).collect();
+        assert_eq!(pulls, vec!["https://digest.local/v2/p", "https://tag.local/v2/q", "https://reg.local:5000/v2"]);
+        assert!(file.skipped.is_empty());
     }
 }

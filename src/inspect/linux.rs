@@ -60,30 +60,44 @@ pub fn resolve(
             format!("{location}{}", &full[cut..])
         }
     };
-    let digested = reference.is_digested();
+    let (endpoints, skipped) = table_endpoints(reg, &rewrite, Some(reference.is_digested()), cas);
+    res.endpoints = endpoints;
+    res.skipped = skipped;
+    Ok(res)
+}
+
+/// The endpoints of one `[[registry]]` table, in the order containers/image tries them: its mirrors,
+/// then its location unless `blocked`. `rewrite` turns a location into what is fetched there.
+/// `digested` is the reference's kind, which filters mirrors by `pull-from-mirror` (and
+/// `mirror-by-digest-only`); `None` keeps every mirror, for a listing of all a table may use.
+fn table_endpoints(
+    reg: &Registry,
+    rewrite: &dyn Fn(&str) -> String,
+    digested: Option<bool>,
+    cas: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<Endpoint>, Vec<Skipped>) {
+    let (mut endpoints, mut skipped) = (vec![], vec![]);
     for m in &reg.mirrors {
         let pull = rewrite(&m.location);
-        let skip = |why: String| Skipped { pull: pull.clone(), why };
-        if reg.mirror_by_digest_only && !digested {
-            res.skipped.push(skip("the registry has mirror-by-digest-only and the reference has no digest".into()));
-            continue;
-        }
-        match m.pull_from_mirror.as_str() {
-            "digest-only" if !digested => {
-                res.skipped.push(skip(
-                    "digest-only mirror (ImageDigestMirrorSet/ICSP) and the reference has no digest".into(),
-                ));
+        let skip = |why: &str| Skipped { pull: pull.clone(), why: why.into() };
+        match (digested, m.pull_from_mirror.as_str()) {
+            (Some(false), _) if reg.mirror_by_digest_only => {
+                skipped.push(skip("the registry has mirror-by-digest-only and the reference has no digest"));
                 continue;
             }
-            "tag-only" if digested => {
-                res.skipped.push(skip("tag-only mirror (ImageTagMirrorSet) and the reference has a digest".into()));
+            (Some(false), "digest-only") => {
+                skipped.push(skip("digest-only mirror (ImageDigestMirrorSet/ICSP) and the reference has no digest"));
+                continue;
+            }
+            (Some(true), "tag-only") => {
+                skipped.push(skip("tag-only mirror (ImageTagMirrorSet) and the reference has a digest"));
                 continue;
             }
             _ => {}
         }
         let mode = if m.pull_from_mirror.is_empty() { "all" } else { m.pull_from_mirror.as_str() };
         let host = pull.split('/').next().unwrap_or_default().to_string();
-        res.endpoints.push(Endpoint {
+        endpoints.push(Endpoint {
             pull,
             kind: "mirror".into(),
             why: format!("pull-from-mirror = {mode}"),
@@ -93,13 +107,13 @@ pub fn resolve(
     }
     let source = rewrite(&reg.location);
     if reg.blocked {
-        res.skipped.push(Skipped {
+        skipped.push(Skipped {
             pull: source,
             why: "the source is blocked (NeverContactSource or blockedRegistries)".into(),
         });
     } else {
         let host = source.split('/').next().unwrap_or_default().to_string();
-        res.endpoints.push(Endpoint {
+        endpoints.push(Endpoint {
             pull: source,
             kind: "source".into(),
             why: "the registry's location".into(),
@@ -107,7 +121,44 @@ pub fn resolve(
             ca: cas(&host),
         });
     }
-    Ok(res)
+    (endpoints, skipped)
+}
+
+/// One `[[registry]]` table and every endpoint it may send a pull to, whatever the reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableEndpoints {
+    /// The table's scope (`prefix`, else `location`).
+    pub scope: String,
+    /// Each location as written (no reference appended), in the order they are tried.
+    pub endpoints: Vec<Endpoint>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Every endpoint of every `[[registry]]` table, in file order: what `check` probes when no image
+/// is named. A table without a location (a wildcard `prefix`) contacts the host each reference
+/// names, which no listing can know: its source is left out, said in `skipped`.
+pub fn every_endpoint(
+    registries_conf: &str,
+    cas: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<TableEndpoints>, String> {
+    let regs = conf::parse(registries_conf).map_err(|e| format!("registries.conf {e}"))?.registries;
+    Ok(regs
+        .iter()
+        .map(|reg| {
+            let (mut endpoints, mut skipped) = table_endpoints(reg, &|location| location.to_string(), None, cas);
+            if reg.location.is_empty() {
+                endpoints.retain(|e| !(e.kind == "source" && e.pull.is_empty()));
+                skipped.retain(|s| !s.pull.is_empty());
+                if !reg.blocked {
+                    skipped.push(Skipped {
+                        pull: reg.scope.clone(),
+                        why: "no location: the source is whatever host an image names".into(),
+                    });
+                }
+            }
+            TableEndpoints { scope: reg.scope.clone(), endpoints, skipped }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -141,5 +192,24 @@ mod tests {
         let r = resolve(&ImageRef::parse("busybox").unwrap(), CONF, &none).unwrap();
         assert_eq!(pulls(&r), vec!["docker.io/library/busybox:latest"]);
         assert!(r.matched.is_none());
+    }
+
+    #[test]
+    fn every_endpoint_lists_each_table_unfiltered_in_file_order() {
+        let tables = every_endpoint(CONF, &|h: &str| (h == "m2.local").then(|| "ca".to_string())).unwrap();
+        let listed: Vec<(&str, Vec<&str>)> =
+            tables.iter().map(|t| (t.scope.as_str(), t.endpoints.iter().map(|e| e.pull.as_str()).collect())).collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("quay.io/team", vec!["m1.local/team", "m2.local/team"]),
+                ("quay.io", vec!["all.local", "quay.io"]),
+                ("*.example.com", vec!["wild.local/x"]),
+            ]
+        );
+        assert_eq!(tables[0].endpoints[1].ca.as_deref(), Some("ca"));
+        assert!(tables[0].endpoints[1].insecure);
+        assert_eq!(tables[0].skipped[0].pull, "quay.io/team", "the blocked source");
+        assert_eq!(tables[2].skipped[0].pull, "*.example.com", "a wildcard has no source to list");
     }
 }

@@ -65,9 +65,16 @@ impl PullSecret {
         } else {
             return Err(fail("missing".into()));
         };
+        Self::from_json(&bytes)
+    }
+
+    /// A docker `config.json` as text (what the Secret holds; on a node, the kubelet's
+    /// `/var/lib/kubelet/config.json`, which CRI-O reads).
+    pub fn from_json(bytes: &[u8]) -> Result<PullSecret, PullSecretError> {
+        let fail = |message: String| PullSecretError { message };
         let config: DockerConfig =
             // serde_json's message can quote the value it choked on, here a credential: say where only.
-            serde_json::from_slice(&bytes).map_err(|e| {
+            serde_json::from_slice(bytes).map_err(|e| {
                 fail(format!("not a docker config.json ({:?} error at line {}, column {})", e.classify(), e.line(), e.column()))
             })?;
         let mut auths = BTreeMap::new();

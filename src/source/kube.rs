@@ -5,7 +5,7 @@
 //! its `additionalTrustedCA` the new ConfigMap is already cached and followed at once.
 
 use super::node::{NodeHandle, NodeReporting, OwnNode};
-use crate::agent::{metrics::Metrics, Outcome};
+use crate::agent::{metrics::Metrics, probes::EndpointChange, Outcome};
 use crate::error::Error;
 use crate::model::{
     pull_secret, ConfigMap, Image, ImageContentSourcePolicy, ImageDigestMirrorSet, ImageTagMirrorSet, Inputs, Secret,
@@ -230,6 +230,47 @@ impl Cluster {
             };
             if let Err(e) = recorder.publish(&event, &reference).await {
                 tracing::warn!(%object, "cannot publish an Event: {e}");
+            }
+        }
+    }
+
+    /// `run --probe-interval`: an Event on this node (`NODE_NAME`) for every endpoint that turns
+    /// unusable (Warning) or recovers (Normal). The note is the probe's sentence, which never holds
+    /// credentials. Runs until `shutdown` (or the probes end).
+    pub async fn report_endpoint_changes(
+        self,
+        mut changes: mpsc::UnboundedReceiver<EndpointChange>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let reporter = Reporter { controller: "mirrorconf".into(), instance: self.node_name.clone() };
+        let recorder = Recorder::new(self.client.clone(), reporter);
+        let node = self.node_name.as_ref().map(|name| k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(name.clone()),
+            ..Default::default()
+        });
+        if node.is_none() {
+            tracing::warn!("NODE_NAME is not set: endpoint changes are logged, not sent as Events");
+        }
+        loop {
+            let change = tokio::select! {
+                _ = &mut shutdown => return,
+                c = changes.recv() => match c { Some(c) => c, None => return },
+            };
+            let Some(reference) = &node else { continue };
+            let mut note = change.message;
+            truncate_at_char(&mut note, MAX_NOTE_BYTES);
+            let (type_, reason) = if change.up {
+                (EventType::Normal, "MirrorEndpointRecovered")
+            } else {
+                (EventType::Warning, "MirrorEndpointUnusable")
+            };
+            let event =
+                Event { type_, reason: reason.into(), note: Some(note), action: "Probe".into(), secondary: None };
+            if let Err(e) = recorder.publish(&event, reference).await {
+                tracing::warn!(endpoint = %change.endpoint, "cannot publish an Event: {e}");
             }
         }
     }

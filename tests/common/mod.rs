@@ -155,8 +155,10 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 pub mod containerd;
 pub mod kustomize;
 pub mod meaning;
+pub mod mirrors;
 pub mod registry;
 pub mod sshd;
+pub mod token;
 
 // Each test binary uses a part of these.
 #[allow(unused_imports)]
@@ -164,4 +166,4 @@ pub use containerd::Containerd;
 #[allow(unused_imports)]
 pub use meaning::{registries_meaning, MirrorMeaning, RegistryMeaning};
 #[allow(unused_imports)]
-pub use registry::{make_tls, oci_image, push_image, skopeo, OciImage, Registry, Tls, TlsFiles};
+pub use registry::{make_tls, oci_image, oci_image_with, push_image, skopeo, OciImage, Registry, Tls, TlsFiles};

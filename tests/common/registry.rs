@@ -23,15 +23,24 @@ pub struct Tls<'a> {
 
 impl Registry {
     pub fn start(ip: &str, tls: Option<Tls<'_>>) -> Registry {
+        Self::start_with(ip, tls, "")
+    }
+
+    /// Like [`Registry::start`], with more top-level configuration (e.g. an `auth:` section).
+    pub fn start_with(ip: &str, tls: Option<Tls<'_>>, extra_config: &str) -> Registry {
+        Self::start_on(ip, free_port(ip), tls, extra_config)
+    }
+
+    /// On a given port (an endpoint that was down comes up).
+    pub fn start_on(ip: &str, port: u16, tls: Option<Tls<'_>>, extra_config: &str) -> Registry {
         let bin = require_tool("docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port(ip);
         let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
         let tls_block = tls
             .map(|t| format!("  tls:\n    certificate: {}\n    key: {}\n", t.cert.display(), t.key.display()))
             .unwrap_or_default();
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_block}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_block}{extra_config}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -78,10 +87,15 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 pub fn oci_image() -> OciImage {
+    oci_image_with("served by a mirror\n")
+}
+
+/// A one-layer image whose only file holds `text`: another text, another digest.
+pub fn oci_image_with(text: &str) -> OciImage {
     let dir = tempfile::tempdir().unwrap();
     let content = dir.path().join("content");
     fs::create_dir(&content).unwrap();
-    fs::write(content.join("hello.txt"), "served by a mirror\n").unwrap();
+    fs::write(content.join("hello.txt"), text).unwrap();
     let tar = Command::new("tar")
         .args([
             "--sort=name",
