@@ -134,6 +134,10 @@ pub struct SshArgs {
     /// Give up on any single SSH operation (handshake, read, write) after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
+    /// Give up on one attempt at one host, all of it (connect, log in, read, write), after this
+    /// many seconds: a host that answers slowly cannot hold a worker longer.
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub host_timeout: u64,
     /// Replace files at the paths mirrorconf writes that it did not write itself (a host the
     /// Windows Machine Config Operator configured before) and own them from then on. Without it
     /// such files are kept and reported. Files at other paths are never touched either way.
@@ -160,6 +164,7 @@ impl SshArgs {
             retry_delay: Duration::from_millis(self.retry_delay_ms),
             connect_timeout: Duration::from_secs(self.connect_timeout),
             op_timeout: Duration::from_secs(self.timeout),
+            host_timeout: Duration::from_secs(self.host_timeout),
             take_over: self.take_over,
         })
     }

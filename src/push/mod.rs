@@ -31,6 +31,8 @@ pub struct PushOptions {
     pub retry_delay: Duration,
     pub connect_timeout: Duration,
     pub op_timeout: Duration,
+    /// One attempt on one host, all of it, gives up after this long.
+    pub host_timeout: Duration,
     /// Replace files mirrorconf did not write at the paths it wants (see [`SshOptions::take_over`]).
     pub take_over: bool,
 }
@@ -140,15 +142,16 @@ fn push_one(host: &Host, wanted: &FileSet, opts: &PushOptions, keep_going: &(dyn
         remote_root: &opts.remote_root,
         connect_timeout: opts.connect_timeout,
         op_timeout: opts.op_timeout,
+        host_timeout: opts.host_timeout,
         take_over: opts.take_over,
     };
     let mut attempts = 0;
     let mut delay = opts.retry_delay;
     let status = loop {
         attempts += 1;
-        match ssh::push(&host.address, &host.user, wanted, &ssh_opts) {
-            Ok(report) if !report.changed() && report.kept_foreign.is_empty() => break HostStatus::Current,
-            Ok(report) => break HostStatus::Updated(report),
+        match ssh::push(&host.address, &host.user, wanted, &ssh_opts, false) {
+            Ok(p) if !p.report.changed() && p.report.kept_foreign.is_empty() => break HostStatus::Current,
+            Ok(p) => break HostStatus::Updated(p.report),
             Err(e) if e.is_permanent() || attempts > opts.retries => {
                 tracing::warn!(host = %host, attempts, error = %e, "push failed");
                 break HostStatus::Failed { error: e.to_string(), attempts };

@@ -20,7 +20,7 @@ const ASIDE_SUFFIX: &str = ".mirrorconf-old";
 /// Entries of a remote state file must be paths a Windows host can hold.
 const KEYS: KeyRules = KeyRules { windows: true, reserved: STATE_FILE };
 
-fn sftp_code(e: &ssh2::Error) -> Option<i32> {
+pub(super) fn sftp_code(e: &ssh2::Error) -> Option<i32> {
     match e.code() {
         ErrorCode::SFTP(c) => Some(c),
         ErrorCode::Session(_) => None,
@@ -32,6 +32,9 @@ pub(super) struct Remote<'s> {
     session: &'s Session,
     sftp: Sftp,
     root: String,
+    /// Read every wanted file instead of trusting the state file's hashes (a verification pass:
+    /// finds a file someone edited or removed since mirrorconf wrote it).
+    verify: bool,
     /// Opened on the first rename: a current host never needs it.
     rename_channel: std::cell::OnceCell<RawSftp<'s>>,
     /// Set once the remote root is known to exist (made on the first change).
@@ -39,13 +42,14 @@ pub(super) struct Remote<'s> {
 }
 
 impl<'s> Remote<'s> {
-    pub(super) fn open(session: &'s Session, root: &str) -> Result<Self, SshError> {
+    pub(super) fn open(session: &'s Session, root: &str, verify: bool) -> Result<Self, SshError> {
         let sftp = session.sftp().map_err(|source| SshError::Sftp { op: "start SFTP", path: String::new(), source })?;
         let root = root.trim_end_matches('/').to_string();
         Ok(Remote {
             session,
             sftp,
             root,
+            verify,
             rename_channel: std::cell::OnceCell::new(),
             root_ready: std::cell::OnceCell::new(),
         })
@@ -187,11 +191,12 @@ impl Store for Remote<'_> {
     type Error = SshError;
 
     fn compare(&self, rel: &str, wanted: &File, owned_hash: Option<&str>) -> Result<Current, SshError> {
-        // The state file vouches for what mirrorconf wrote: a current host costs no read.
+        // The state file vouches for what mirrorconf wrote: a current host costs no read, unless
+        // this contact is a verification.
         match owned_hash {
-            Some(h) if h == sha256_hex(&wanted.contents) => return Ok(Current::Same),
-            Some(_) => return Ok(Current::Differs),
-            None => {}
+            Some(h) if h == sha256_hex(&wanted.contents) && !self.verify => return Ok(Current::Same),
+            Some(h) if h != sha256_hex(&wanted.contents) => return Ok(Current::Differs),
+            _ => {}
         }
         let path = self.path(rel);
         Ok(match self.read(&path, wanted.contents.len() as u64)? {
