@@ -1,7 +1,7 @@
 //! The in-cluster pusher behind `run --kube --windows-push`: while this replica holds the Lease,
 //! every settled burst of changes (mirror policy, CAs, pull secret, the `windows-instances`
-//! ConfigMap, Windows Nodes) renders the Windows tree and pushes it to every host, one at a time by
-//! default. A round is skipped when neither the tree nor the host list changed since a round in
+//! ConfigMap, Windows Nodes) renders the Windows tree and pushes it to every host, a bounded
+//! number at once. A round is skipped when neither the tree nor the host list changed since a round in
 //! which every host was current; a resync (and a round after failures) comes at least every
 //! `resync` anyway.
 
@@ -104,12 +104,20 @@ impl Pusher {
         let leading = Arc::clone(leading);
         tracing::debug!(hosts = hosts.len(), "Windows push round starts");
         let outcomes = tokio::task::spawn_blocking(move || {
-            let keep_going = || leading.load(Ordering::SeqCst);
+            // One gate for the round: closed the moment the Lease is found lost.
+            let gate = push::Gate::new();
+            let admit = |_: &push::Host| {
+                if !leading.load(Ordering::SeqCst) {
+                    gate.close();
+                }
+                gate.enter()
+            };
+            let jobs: Vec<push::Job> = hosts.iter().map(|h| push::Job { host: h.clone(), verify: false }).collect();
             push::push_all(
-                &hosts,
+                &jobs,
                 &tree,
                 &opts,
-                &keep_going,
+                &admit,
                 &|o| tracing::info!(host = %o.host, ok = o.ok(), "{}", o.line()),
             )
         })

@@ -119,8 +119,8 @@ pub struct SshArgs {
     /// start folder.
     #[arg(long, value_name = "PATH", default_value = crate::push::DEFAULT_REMOTE_ROOT)]
     pub remote_root: String,
-    /// Hosts worked on at once. The default, 1, is one host at a time.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Hosts worked on at once. 1 is strictly one host at a time, in inventory order.
+    #[arg(long, value_name = "N", default_value_t = crate::push::DEFAULT_PARALLEL as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
     /// Extra attempts for a host that failed in a way a retry can fix (not a host key or login).
     #[arg(long, value_name = "N", default_value_t = 2)]

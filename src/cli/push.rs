@@ -19,7 +19,8 @@ pub(super) fn push(args: &PushArgs) -> Result<ExitCode, Error> {
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} hosts  {elapsed}").expect("a valid template"),
     );
-    let outcomes = push::push_all(&hosts, &wanted, &opts, &|| true, &|o| {
+    let jobs: Vec<push::Job> = hosts.iter().map(|h| push::Job { host: h.clone(), verify: false }).collect();
+    let outcomes = push::push_all(&jobs, &wanted, &opts, &|_| Some(push::Pass::unguarded()), &|o| {
         bar.suspend(|| println!("{}", o.line()));
         bar.inc(1);
     });

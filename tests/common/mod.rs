@@ -154,6 +154,7 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 }
 pub mod containerd;
 pub mod meaning;
+pub mod pusher;
 pub mod registry;
 pub mod sshd;
 
