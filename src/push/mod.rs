@@ -2,11 +2,12 @@
 //!
 //! A round works on a bounded number of hosts at once ([`DEFAULT_PARALLEL`]; 1 is strictly one at
 //! a time, in inventory order). A failing host is retried a bounded number of times with backoff,
-//! later in the round, and then reported; it never stops or delays the others.
-//! [`sink::ssh`](crate::sink::ssh) does the work on one host.
+//! later in the round, and then reported; it never stops or delays the others. [`shard`] splits
+//! hosts between pusher replicas; [`sink::ssh`](crate::sink::ssh) does the work on one host.
 
 pub mod inventory;
 mod round;
+pub mod shard;
 
 use crate::fileset::FileSet;
 use crate::render::hosts_toml::WINDOWS_ROOT;
