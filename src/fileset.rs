@@ -106,6 +106,19 @@ impl FileSet {
         Ok(())
     }
 
+    /// A stable SHA-256 (hex) over every path and its bytes: equal for equal trees.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (path, f) in &self.files {
+            h.update(path.as_bytes());
+            h.update([0]);
+            h.update((f.contents.len() as u64).to_be_bytes());
+            h.update(&f.contents);
+        }
+        crate::text::hex(&h.finalize())
+    }
+
     pub fn get(&self, path: &str) -> Option<&File> {
         self.files.get(path)
     }

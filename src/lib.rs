@@ -16,8 +16,11 @@
 //! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks with a timeout) with its
 //!   metrics and the `/healthz` `/readyz` `/metrics` server; [`agent::windows_push`] is the
 //!   in-cluster pusher. Shutdown is a future the caller passes in.
-//! - [`push`]: `mirrorconf push`: the inventory ([`push::inventory`]) and the sequential or
-//!   parallel round with retries, which stops starting hosts when told to.
+//! - [`push`]: `mirrorconf push` and the pusher's rounds: the inventory ([`push::inventory`]), the
+//!   bounded-parallel round with deferred retries and a gate that stops starting hosts when
+//!   closed, the record of what each host was last confirmed to hold ([`push::record`], kept in a
+//!   file by the command and in memory by the pusher), and the pure host-to-shard split
+//!   ([`push::shard`]).
 //! - [`tasks`]: the supervisor every long-lived task is spawned through.
 //!
 //! **The node edge** (reads and writes a node's disk):

@@ -17,7 +17,6 @@ use crate::node::{self, Rendered};
 use crate::render::{registries_conf, Target};
 use metrics::Metrics;
 use reload::Reload;
-use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,14 +54,7 @@ pub enum Outcome {
 
 /// A stable digest of a file set.
 pub fn files_hash(files: &FileSet) -> String {
-    let mut h = Sha256::new();
-    for (path, f) in files.iter() {
-        h.update(path.as_bytes());
-        h.update([0]);
-        h.update((f.contents.len() as u64).to_be_bytes());
-        h.update(&f.contents);
-    }
-    crate::text::hex(&h.finalize())
+    files.digest()
 }
 
 fn objects_of(e: &Error) -> Vec<String> {

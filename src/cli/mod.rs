@@ -95,6 +95,15 @@ pub struct PushArgs {
     /// `username=<user>`.
     #[arg(long, value_name = "FILE")]
     pub inventory: PathBuf,
+    /// Where to remember what each host was last confirmed to hold: a host whose tree, address,
+    /// port, user, remote root and host key match is not contacted until its verification is due.
+    /// Default: $XDG_STATE_HOME/mirrorconf/push-record.json, else
+    /// ~/.local/state/mirrorconf/push-record.json, else /var/lib/mirrorconf/push-record.json.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Contact every host and read its files, whatever the record says (finds any drift now).
+    #[arg(long)]
+    pub verify_all: bool,
     #[command(flatten)]
     pub ssh: SshArgs,
 }
@@ -138,6 +147,11 @@ pub struct SshArgs {
     /// many seconds: a host that answers slowly cannot hold a worker longer.
     #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub host_timeout: u64,
+    /// Read every file of a host this often (on average; each host at its own stable offset,
+    /// between 0.75 and 1.25 times this) rather than trusting its state file, to find a file
+    /// someone edited or removed. Hosts whose tree did not change are not contacted in between.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub verify_interval: u64,
     /// Replace files at the paths mirrorconf writes that it did not write itself (a host the
     /// Windows Machine Config Operator configured before) and own them from then on. Without it
     /// such files are kept and reported. Files at other paths are never touched either way.
@@ -165,6 +179,7 @@ impl SshArgs {
             connect_timeout: Duration::from_secs(self.connect_timeout),
             op_timeout: Duration::from_secs(self.timeout),
             host_timeout: Duration::from_secs(self.host_timeout),
+            verify_interval: Duration::from_secs(self.verify_interval),
             take_over: self.take_over,
         })
     }

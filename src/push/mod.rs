@@ -2,10 +2,12 @@
 //!
 //! A round works on a bounded number of hosts at once ([`DEFAULT_PARALLEL`]; 1 is strictly one at
 //! a time, in inventory order). A failing host is retried a bounded number of times with backoff,
-//! later in the round, and then reported; it never stops or delays the others. [`shard`] splits
-//! hosts between pusher replicas; [`sink::ssh`](crate::sink::ssh) does the work on one host.
+//! later in the round, and then reported; it never stops or delays the others. [`record`] says
+//! which hosts need contacting at all; [`shard`] splits hosts between pusher replicas;
+//! [`sink::ssh`](crate::sink::ssh) does the work on one host.
 
 pub mod inventory;
+pub mod record;
 mod round;
 pub mod shard;
 
@@ -42,6 +44,8 @@ pub struct PushOptions {
     pub op_timeout: Duration,
     /// One attempt on one host, all of it, gives up after this long.
     pub host_timeout: Duration,
+    /// How often, on average, a host's files are read rather than taken on its state file's word.
+    pub verify_interval: Duration,
     /// Replace files mirrorconf did not write at the paths it wants (see [`SshOptions::take_over`]).
     pub take_over: bool,
 }
