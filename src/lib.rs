@@ -12,7 +12,8 @@
 //!   handles signals, and supervises every task (one that dies ends the process with exit 1).
 //! - [`source`]: where the agent's inputs come from: [`source::files`] watches folders with
 //!   `notify`, [`source::kube`] runs kube-rs reflectors and reports back (Events, node annotation),
-//!   [`source::windows_hosts`] finds Windows hosts, [`source::lease`] is Lease leader election.
+//!   [`source::windows_hosts`] finds Windows hosts, [`source::lease`] takes, renews and releases
+//!   Leases, [`source::shards`] holds this replica's share of the pusher's shard Leases.
 //! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks with a timeout) with its
 //!   metrics and the `/healthz` `/readyz` `/metrics` server; [`agent::windows_push`] is the
 //!   in-cluster pusher. Shutdown is a future the caller passes in.

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub input_valid: Gauge,
     pub windows_hosts: Gauge,
     pub windows_hosts_failed: Gauge,
+    pub windows_shards: Gauge,
     ready: AtomicBool,
 }
 
@@ -43,6 +44,7 @@ impl Metrics {
             input_valid: Gauge::default(),
             windows_hosts: Gauge::default(),
             windows_hosts_failed: Gauge::default(),
+            windows_shards: Gauge::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
@@ -60,8 +62,9 @@ impl Metrics {
             watch_restarts: "watch_restarts", "Times a source restarted its watch (relist, watcher error)";
             last_success: "last_success_timestamp_seconds", "Unix time of the last successful render";
             input_valid: "input_valid", "1 when the current input is valid, 0 when it was refused";
-            windows_hosts: "windows_hosts", "Windows hosts in the last push round (--windows-push)";
+            windows_hosts: "windows_hosts", "Windows hosts of the shards this replica holds (--windows-push)";
             windows_hosts_failed: "windows_hosts_failed", "Windows hosts that failed in the last push round";
+            windows_shards: "windows_shards", "Shards (host Leases) this replica holds";
         }
         Metrics { registry, ..m }
     }

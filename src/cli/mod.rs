@@ -199,6 +199,8 @@ impl RunArgs {
                 resync: Duration::from_secs(wp.resync_interval),
                 lease_namespace: wp.lease_namespace.clone(),
                 lease_name: wp.lease_name.clone(),
+                shards: usize::from(wp.shards),
+                lease_duration: Duration::from_secs(wp.lease_duration),
             })
         } else {
             Job::Node {

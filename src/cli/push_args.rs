@@ -104,7 +104,7 @@ impl SshArgs {
     }
 }
 
-/// `run --kube --windows-push`: the in-cluster pusher (one replica, Lease leader election).
+/// `run --kube --windows-push`: the in-cluster pusher (Lease per shard; replicas share the shards).
 #[derive(Debug, Clone, Args)]
 pub struct WindowsPushArgs {
     /// Instead of writing this node's files, keep the Windows hosts (the `windows-instances`
@@ -118,13 +118,24 @@ pub struct WindowsPushArgs {
     /// User for Windows Nodes that are not in the ConfigMap.
     #[arg(long, value_name = "USER", default_value = "Administrator")]
     pub windows_user: String,
-    /// Push to every host again this often even without a change (a current host costs one
-    /// connection), and this long after a round with failures at the latest.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    /// Render and plan a round at least this often even without a change; hosts that failed are
+    /// tried again this long after at the latest. Hosts confirmed current are not contacted
+    /// (see --verify-interval).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub resync_interval: u64,
     /// Namespace and name of the leader-election Lease (default namespace: $POD_NAMESPACE, else mirrorconf).
     #[arg(long, value_name = "NS")]
     pub lease_namespace: Option<String>,
+    /// With --shards above 1, the shard Leases are NAME-0 .. NAME-(N-1) and the replicas'
+    /// member Leases NAME-member-0 .. NAME-member-(N-1).
     #[arg(long, value_name = "NAME", default_value = "mirrorconf-windows-push")]
     pub lease_name: String,
+    /// Split the hosts into N shards by a stable hash of their address, one Lease each; the live
+    /// replicas share the shards evenly. 1 (the default) is one Lease and one pushing replica.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub shards: u16,
+    /// How long a Lease stays valid without renewal (a dead replica's hosts are taken over after
+    /// this); the holder renews every 2/15 of it and steps down after 2/3 of it without renewal.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=600))]
+    pub lease_duration: u64,
 }

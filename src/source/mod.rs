@@ -5,4 +5,5 @@
 pub mod files;
 pub mod kube;
 pub mod lease;
+pub mod shards;
 pub mod windows_hosts;
