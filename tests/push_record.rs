@@ -182,3 +182,15 @@ fn a_silent_host_is_cut_at_the_host_timeout_and_delays_no_other() {
 fn pos_in(t: &str, ip: &str) -> usize {
     t.find(&format!("root@{ip} ")).unwrap_or_else(|| panic!("no line for {ip}: {t}"))
 }
+
+#[test]
+fn a_record_named_without_a_folder_is_kept_in_the_working_folder() {
+    let fleet = Fleet::start(&["127.0.0.2"]);
+    let m = policy(&["quay.io"], "mirror.local");
+    for _ in 0..2 {
+        let out = fleet.push_args(&m, &["--record", "rec.json"]).current_dir(fleet.dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    assert!(fleet.path("rec.json").is_file());
+    assert_eq!(fleet.logins(), [1], "the second push did not use the record");
+}

@@ -45,7 +45,13 @@ impl RecordFile {
             let p = p.to_path_buf();
             move |source| Error::Write { path: p, source }
         };
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // A bare file name is in the working folder; the atomic write needs that folder named.
+        let path = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => path.to_path_buf(),
+            _ => Path::new(".").join(path),
+        };
+        let path = path.as_path();
+        let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(io(dir))?;
         let lock_path = path.with_extension("lock");
         let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
