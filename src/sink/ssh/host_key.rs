@@ -45,6 +45,10 @@ impl HostKey {
         format!("{kind} {}", base64::engine::general_purpose::STANDARD.encode(&self.blob))
     }
 
+    pub(super) fn blob(&self) -> &[u8] {
+        &self.blob
+    }
+
     /// `SHA256:<base64>`, as `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
@@ -64,28 +68,6 @@ impl HostKey {
             return Err("the key does not hold a key of that type".into());
         }
         Ok(HostKey { blob })
-    }
-}
-
-/// known_hosts as read once, to check many recorded host keys without connecting: a key recorded
-/// for a host counts only while known_hosts still pins that host to it.
-pub struct Pins {
-    known: Option<ssh2::KnownHosts>,
-}
-
-impl Pins {
-    /// An unreadable or missing file pins nothing (every host is then contacted, and the
-    /// connection reports the problem).
-    pub fn load(file: &KnownHostsFile) -> Pins {
-        let known = Session::new().ok().and_then(|s| s.known_hosts().ok()).and_then(|mut k| {
-            k.read_file(&file.path, KnownHostFileKind::OpenSSH).ok()?;
-            Some(k)
-        });
-        Pins { known }
-    }
-
-    pub fn pins(&self, address: &str, port: u16, key: &HostKey) -> bool {
-        self.known.as_ref().is_some_and(|k| matches!(k.check_port(address, port, &key.blob), CheckResult::Match))
     }
 }
 

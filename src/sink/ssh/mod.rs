@@ -23,11 +23,13 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 mod host_key;
+mod pins;
 mod raw_sftp;
 mod remote;
 
 use host_key::verify_host_key;
-pub use host_key::{HostKey, KnownHostsFile, Pins};
+pub use host_key::{HostKey, KnownHostsFile};
+pub use pins::Pins;
 use remote::Remote;
 pub use remote::{is_temp_name, TEMP_SUFFIX};
 
