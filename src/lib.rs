@@ -12,15 +12,19 @@
 //!   handles signals, and supervises every task (one that dies ends the process with exit 1).
 //! - [`source`]: where the agent's inputs come from: [`source::files`] watches folders with
 //!   `notify`, [`source::kube`] runs kube-rs reflectors and reports back (Events, node annotation),
-//!   [`source::windows_hosts`] finds Windows hosts, [`source::lease`] is Lease leader election,
+//!   [`source::windows_hosts`] finds Windows hosts, [`source::lease`] takes, renews and releases
+//!   Leases, [`source::shards`] holds this replica's share of the pusher's shard Leases,
 //!   [`source::node`] is what an agent writes on its own Node (fleet-view annotations, removing
 //!   the registries-pending taint).
 //! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks with a timeout) with its
 //!   metrics and the `/healthz` `/readyz` `/metrics` server; [`agent::windows_push`] is the
 //!   in-cluster pusher; [`agent::probes`] probes the node's endpoints every `--probe-interval`.
 //!   Shutdown is a future the caller passes in; `READY=1` to systemd after the first complete apply.
-//! - [`push`]: `mirrorconf push`: the inventory ([`push::inventory`]) and the sequential or
-//!   parallel round with retries, which stops starting hosts when told to.
+//! - [`push`]: `mirrorconf push` and the pusher's rounds: the inventory ([`push::inventory`]), the
+//!   bounded-parallel round with deferred retries and a gate that stops starting hosts when
+//!   closed, the record of what each host was last confirmed to hold ([`push::record`], kept in a
+//!   file by the command and in memory by the pusher), and the pure host-to-shard split
+//!   ([`push::shard`]).
 //! - [`tasks`]: the supervisor every long-lived task is spawned through.
 //! - [`probe`]: `check` and the agent's endpoint probes: for every endpoint the inspect explainers
 //!   list (in their order), name resolution, TCP, TLS with the CA files the runtime reads, the

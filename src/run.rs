@@ -13,7 +13,6 @@ use crate::tasks::{Ended, Tasks};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -53,6 +52,9 @@ pub struct WindowsPush {
     /// Default: $POD_NAMESPACE, else `mirrorconf`.
     pub lease_namespace: Option<String>,
     pub lease_name: String,
+    /// Hosts are split into this many shards, one Lease each (1: one Lease, one pushing replica).
+    pub shards: usize,
+    pub lease_duration: Duration,
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -204,9 +206,9 @@ fn cluster_snapshot(cluster: &source::kube::Cluster) -> Snapshot {
     Arc::new(move || Ok(c.snapshot()))
 }
 
-/// `run --kube --windows-push`: wait for the Lease, push while leading, step down when it is lost.
-/// Once the Lease is lost (or shutdown begins) no new host is started: a host being written
-/// finishes its atomic replace, and the round ends.
+/// `run --kube --windows-push`: hold shard Leases and push to the hosts of the shards held. Once a
+/// shard is lost (or shutdown begins) no new host of it starts: a host being written finishes its
+/// atomic replace. At shutdown every Lease is released once no host is being written any more.
 async fn windows_push(
     wp: WindowsPush,
     debounce: Duration,
@@ -229,7 +231,19 @@ async fn windows_push(
         .filter(|n| !n.is_empty())
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
         .unwrap_or_else(|| format!("mirrorconf-{}", std::process::id()));
-    let election = source::lease::LeaderElection::new(client, &namespace, &wp.lease_name, &identity);
+    let timing = source::lease::Timing::from_duration(wp.lease_duration);
+    let leases = source::lease::Leases::new(client, &namespace, &identity, timing);
+    let keeper = source::shards::ShardKeeper::new(leases, &wp.lease_name, wp.shards);
+    let (held_tx, held_rx) = watch::channel(crate::push::shard::Held::none(wp.shards));
+    // Not supervised: it ends, by design, once the pusher has stopped, and is joined below.
+    let (pusher_done, done) = tokio::sync::oneshot::channel::<()>();
+    let stopping = stop.wait();
+    let keeper = tokio::spawn(keeper.run(held_tx, async move {
+        tokio::select! {
+            _ = stopping => {}
+            _ = done => {}
+        }
+    }));
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     watching.tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx, None));
     let pusher = agent::windows_push::Pusher {
@@ -245,60 +259,18 @@ async fn windows_push(
         outcomes: Some(out_tx),
     };
     drop(watching);
-    loop {
-        if !election.acquire(stop.wait()).await {
-            return Ok(());
-        }
-        cluster.wait_until_synced().await;
-        hosts.wait_until_synced().await;
-        // Push while leading. `leading` turns false the moment the keeper learns the Lease is lost
-        // (or shutdown begins); the round checks it before each host. The keeper renews until the
-        // pusher has stopped; the Lease is released only once no round is running any more.
-        let leading = Arc::new(AtomicBool::new(true));
-        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let keeper = {
-            let (election, leading) = (election.clone(), Arc::clone(&leading));
-            tokio::spawn(async move {
-                let kept = election
-                    .keep(async move {
-                        let _ = done_rx.await;
-                    })
-                    .await;
-                if kept == source::lease::Kept::Lost {
-                    leading.store(false, Ordering::SeqCst);
-                    let _ = lost_tx.send(());
-                }
-                kept
-            })
-        };
-        let on_shutdown = {
-            let (leading, stopped) = (Arc::clone(&leading), stop.wait());
-            tokio::spawn(async move {
-                stopped.await;
-                leading.store(false, Ordering::SeqCst);
-            })
-        };
-        let shutdown = stop.wait();
-        pusher
-            .run(&mut rx, Arc::clone(&leading), async move {
-                tokio::select! {
-                    _ = lost_rx => {}
-                    _ = shutdown => {}
-                }
-            })
-            .await;
-        let _ = done_tx.send(());
-        on_shutdown.abort();
-        let kept = keeper.await.map_err(|e| Error::Runtime(format!("the Lease keeper failed: {e}")))?;
-        match kept {
-            source::lease::Kept::Stopped => {
-                election.release().await;
-                return Ok(());
-            }
-            source::lease::Kept::Lost => tracing::warn!("lost the Lease; waiting to lead again"),
-        }
+    tokio::select! {
+        _ = async {
+            cluster.wait_until_synced().await;
+            hosts.wait_until_synced().await;
+        } => {}
+        _ = stop.wait() => {}
     }
+    if !stop.requested() {
+        pusher.run(&mut rx, held_rx, stop.wait()).await;
+    }
+    drop(pusher_done);
+    keeper.await.map_err(|e| Error::Runtime(format!("the Lease keeper failed: {e}")))
 }
 
 #[cfg(test)]

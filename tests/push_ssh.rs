@@ -5,96 +5,14 @@
 
 mod common;
 
-use common::sshd::{client_key, common_free_port, ClientKey, Sshd};
-use common::{contents, mtimes, render_text, tree};
+use common::fleet::{expected_tree, files, line_for, policy, text, Fleet};
+use common::sshd::{client_key, common_free_port, Sshd};
+use common::{mtimes, tree};
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-/// IDMS entries for `registries` (one source registry each), so the tree has one folder per name.
-fn policy(registries: &[&str], mirror: &str) -> String {
-    let mut m = String::from(
-        "apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {name: mirrors}\nspec:\n  imageDigestMirrors:\n",
-    );
-    for r in registries {
-        let path = r.replace(':', "-");
-        m.push_str(&format!("  - source: {r}/team/app\n    mirrors: [{mirror}/{path}/team/app]\n"));
-    }
-    m
-}
-
-struct Fleet {
-    dir: tempfile::TempDir,
-    key: ClientKey,
-    hosts: Vec<Sshd>,
-    port: u16,
-}
-
-impl Fleet {
-    fn start(ips: &[&str]) -> Fleet {
-        let dir = tempfile::tempdir().unwrap();
-        let key = client_key(dir.path());
-        let port = common_free_port(ips);
-        let hosts = ips.iter().map(|ip| Sshd::start(ip, port, &dir.path().join(ip), &key)).collect();
-        let fleet = Fleet { dir, key, hosts, port };
-        fleet.write_known_hosts(&fleet.hosts.iter().map(Sshd::known_hosts_line).collect::<String>());
-        fleet.write_inventory(&ips.iter().map(|ip| (ip.to_string(), "username=root".to_string())).collect());
-        fleet
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write_known_hosts(&self, text: &str) {
-        fs::write(self.path("known_hosts"), text).unwrap();
-    }
-
-    fn write_inventory(&self, entries: &BTreeMap<String, String>) {
-        let mut y = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: windows-instances, namespace: openshift-windows-machine-config-operator}\ndata:\n");
-        for (k, v) in entries {
-            y.push_str(&format!("  {k:?}: {v:?}\n"));
-        }
-        fs::write(self.path("inventory.yaml"), y).unwrap();
-    }
-
-    fn push_args(&self, manifests: &str, extra: &[&str]) -> Command {
-        let m = self.path("policy.yaml");
-        fs::write(&m, manifests).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirrorconf"));
-        cmd.args(["push", "--manifests"]).arg(&m);
-        cmd.arg("--inventory").arg(self.path("inventory.yaml"));
-        cmd.arg("--identity").arg(&self.key.private);
-        cmd.arg("--known-hosts").arg(self.path("known_hosts"));
-        cmd.args(["--ssh-port", &self.port.to_string(), "--remote-root", "registries"]);
-        // Quick test defaults, unless the test sets the flag itself.
-        for (flag, value) in
-            [("--retries", "1"), ("--retry-delay-ms", "100"), ("--connect-timeout", "3"), ("--timeout", "5")]
-        {
-            if !extra.contains(&flag) {
-                cmd.args([flag, value]);
-            }
-        }
-        cmd.args(extra);
-        cmd
-    }
-
-    fn push(&self, manifests: &str, extra: &[&str]) -> Output {
-        self.push_args(manifests, extra).output().unwrap()
-    }
-
-    fn remote(&self, i: usize) -> PathBuf {
-        self.hosts[i].folder.join("registries")
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// The Windows tree `render --target windows` gives, relative to the registries folder.
 /// Every event the watcher reports until it has been quiet for a second: the kernel queued them all
 /// before the push returned, but the watcher's thread may still be reading them.
 fn drain(
@@ -107,21 +25,6 @@ fn drain(
     }
     drop(watcher);
     events
-}
-
-fn expected_tree(manifests: &str) -> BTreeMap<String, Vec<u8>> {
-    let root = tempfile::tempdir().unwrap();
-    render_text(manifests, root.path(), &["--target", "windows"]);
-    files(&root.path().join("k/containerd/registries"))
-}
-
-/// Every file under `dir` with its bytes, leaving out mirrorconf's state file.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    contents(dir).into_iter().filter(|(p, _)| p != ".mirrorconf-state.json").collect()
-}
-
-fn line_for<'a>(out: &'a str, ip: &str) -> &'a str {
-    out.lines().find(|l| l.starts_with(&format!("root@{ip} "))).unwrap_or_else(|| panic!("no line for {ip} in:\n{out}"))
 }
 
 #[test]
@@ -139,14 +42,16 @@ fn first_push_lands_everywhere_and_an_unchanged_push_writes_nothing() {
     }
     let before: Vec<_> = (0..3).map(|i| mtimes(&fleet.remote(i))).collect();
     std::thread::sleep(Duration::from_millis(1100));
-    let out = fleet.push(&m, &[]);
+    // Every host contacted and its files read (the record would otherwise spare the contact, see
+    // push_record.rs): nothing is written.
+    let out = fleet.push(&m, &["--verify-all"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     for (i, h) in fleet.hosts.iter().enumerate() {
-        assert!(line_for(&t, &h.ip).contains("current"), "{t}");
+        assert!(line_for(&t, &h.ip).contains("current") && line_for(&t, &h.ip).contains("files verified"), "{t}");
         assert_eq!(mtimes(&fleet.remote(i)), before[i], "host {} was written to", h.ip);
     }
-    assert!(t.contains("3 host(s): 3 current, 0 updated, 0 failed"), "{t}");
+    assert!(t.contains("3 host(s): 3 current, 0 updated, 0 failed;"), "{t}");
 
     // A changed policy with --parallel reaches every host too. On host 0, inotify sees how the
     // files change: each hosts.toml is renamed into place over the old one, never deleted first.
@@ -225,7 +130,7 @@ fn a_wrong_or_unknown_host_key_is_refused_and_nothing_is_written_there() {
     let known = fs::read_to_string(fleet.path("known_hosts")).unwrap();
     assert!(known.contains(&fleet.hosts[0].known_hosts_line()), "{known}");
     // The recorded key is now pinned: a plain push to that host works.
-    let out = fleet.push(&m, &[]);
+    let out = fleet.push(&m, &["--verify-all"]);
     assert!(line_for(&text(&out), "127.0.0.2").contains("current"), "{}", text(&out));
 }
 

@@ -8,12 +8,11 @@ mod apiserver;
 mod common;
 
 use apiserver::FakeApi;
-use common::sshd::{client_key, common_free_port, ClientKey, Sshd};
+use common::pusher::Pusher;
+use common::sshd::{client_key, common_free_port, Sshd};
 use common::{mtimes, wait_until};
 use serde_json::{json, Value};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 fn idms(mirror: &str) -> Value {
     json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageDigestMirrorSet", "metadata": {"name": "app"},
@@ -29,52 +28,6 @@ fn inventory(ips: &[&str]) -> Value {
 fn windows_node(name: &str, ip: &str, os: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/os": os}},
            "status": {"addresses": [{"type": "InternalIP", "address": ip}]}})
-}
-
-struct Pusher {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Pusher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Pusher {
-    fn start(dir: &Path, kubeconfig: &Path, key: &ClientKey, port: u16, name: &str) -> Pusher {
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-            .args(["run", "--kube", "--windows-push", "--windows-user", "root", "--lease-namespace", "mirrorconf"])
-            .arg("--identity")
-            .arg(&key.private)
-            .arg("--known-hosts")
-            .arg(dir.join("known_hosts"))
-            .args(["--ssh-port", &port.to_string(), "--remote-root", "registries"])
-            .args(["--retries", "0", "--connect-timeout", "2", "--timeout", "5"])
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", name)
-            .env("RUST_LOG", "mirrorconf=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Pusher { child, log }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn terminate(&mut self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "pusher exited with {status}:\n{}", self.log_text());
-    }
 }
 
 fn hosts_toml(host: &Sshd) -> Option<String> {
@@ -104,7 +57,7 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
     // A Linux node is not a push target.
     api.apply(windows_node("linux-1", "127.0.0.4", "linux"));
 
-    let mut a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a");
+    let mut a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &[]);
     let on = |h: &Sshd, needle: &str| hosts_toml(h).is_some_and(|t| t.contains(needle));
     wait_until(30, "first push to the inventory host and the Windows node", || {
         on(&hosts[0], "mirror-one.local") && on(&hosts[1], "mirror-one.local")
@@ -113,7 +66,7 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
     assert!(!hosts[2].folder.join("registries").exists(), "the Linux node got a push");
 
     // A second replica waits: it never takes a held Lease.
-    let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b");
+    let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b", &[]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(lease_holder(&api).as_deref(), Some("pusher-a"), "{}", b.log_text());
 
@@ -194,10 +147,12 @@ fn a_replica_that_loses_its_lease_mid_round_starts_no_new_host() {
     api.apply(idms("mirror-one.local"));
     api.apply(inventory(&ips));
 
-    let a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a");
+    // One host at a time, so that a round waits on the hung host while the others wait their turn.
+    let one_at_a_time = ["--parallel", "1"];
+    let a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &one_at_a_time);
     let on = |h: &Sshd, needle: &str| hosts_toml(h).is_some_and(|t| t.contains(needle));
     wait_until(60, "the first round on both real hosts", || hosts.iter().all(|h| on(h, "mirror-one.local")));
-    let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b");
+    let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b", &one_at_a_time);
     wait_until(30, "the first round to end", || a.log_text().contains("Windows push round done"));
 
     // A change starts a round, which first waits on the hung host; the Lease is taken meanwhile.
@@ -232,7 +187,7 @@ fn a_candidate_judges_expiry_by_what_it_observed_not_by_the_holders_clock() {
     // Lease looks expired. Only a replica that stops seeing renewals may take it.
     let hour = std::time::Duration::from_secs(3600);
     api.apply(foreign_lease("skewed-holder", hour));
-    let b = Pusher::start(dir.path(), &kubeconfig, &key, common_free_port(&["127.0.0.1"]), "pusher-b");
+    let b = Pusher::start(dir.path(), &kubeconfig, &key, common_free_port(&["127.0.0.1"]), "pusher-b", &[]);
     wait_until(30, "pusher-b waiting for the Lease", || b.log_text().contains("another instance leads"));
     for _ in 0..6 {
         std::thread::sleep(std::time::Duration::from_secs(1));

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub windows_hosts_failed: Gauge,
     pub endpoint_up: Family<EndpointLabels, Gauge>,
     pub endpoint_probe_seconds: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
+    pub windows_shards: Gauge,
     ready: AtomicBool,
 }
 
@@ -58,6 +59,7 @@ impl Metrics {
             windows_hosts_failed: Gauge::default(),
             endpoint_up: Family::default(),
             endpoint_probe_seconds: Family::default(),
+            windows_shards: Gauge::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
@@ -76,10 +78,11 @@ impl Metrics {
             last_success: "last_success_timestamp_seconds", "Unix time of the last successful render";
             input_valid: "input_valid", "1 when the current input is valid, 0 when it was refused";
             node_behind: "node_behind", "1 while this node is behind the valid input: a write or the reload after it failed";
-            windows_hosts: "windows_hosts", "Windows hosts in the last push round (--windows-push)";
+            windows_hosts: "windows_hosts", "Windows hosts of the shards this replica holds (--windows-push)";
             windows_hosts_failed: "windows_hosts_failed", "Windows hosts that failed in the last push round";
             endpoint_up: "endpoint_up", "1 when the endpoint's last probe found it usable, 0 when not (--probe-interval)";
             endpoint_probe_seconds: "endpoint_probe_duration_seconds", "How long the endpoint's last probe took";
+            windows_shards: "windows_shards", "Shards (host Leases) this replica holds";
         }
         Metrics { registry, ..m }
     }

@@ -5,9 +5,11 @@ mod check;
 mod docs;
 mod inspect;
 mod push;
+mod push_args;
 mod status;
 
 pub use check::CheckArgs;
+pub use push_args::{PushArgs, SshArgs, WindowsPushArgs};
 
 use crate::error::Error;
 use crate::node;
@@ -142,84 +144,6 @@ pub struct DiffArgs {
     pub exit_code: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct PushArgs {
-    #[command(flatten)]
-    pub manifests: Manifests,
-    /// The `windows-instances` ConfigMap (YAML or JSON): key = DNS name or IPv4 address, value =
-    /// `username=<user>`.
-    #[arg(long, value_name = "FILE")]
-    pub inventory: PathBuf,
-    #[command(flatten)]
-    pub ssh: SshArgs,
-}
-
-/// How to reach Windows hosts; shared by `push` and `run --windows-push`.
-#[derive(Debug, Clone, Args)]
-pub struct SshArgs {
-    /// Private key to log in with (OpenSSH or PEM format, no passphrase). Required.
-    #[arg(long, value_name = "KEYFILE")]
-    pub identity: Option<PathBuf>,
-    /// known_hosts file (OpenSSH format; `[host]:port` entries for ports other than 22). A host whose
-    /// key is missing or different is refused. Required.
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// Record the key of a host missing from --known-hosts instead of refusing it. A key that differs
-    /// from a recorded one is still refused.
-    #[arg(long)]
-    pub trust_on_first_use: bool,
-    #[arg(long, value_name = "N", default_value_t = 22)]
-    pub ssh_port: u16,
-    /// Where containerd's config_path points on the hosts; a relative path is relative to the SFTP
-    /// start folder.
-    #[arg(long, value_name = "PATH", default_value = crate::push::DEFAULT_REMOTE_ROOT)]
-    pub remote_root: String,
-    /// Hosts worked on at once. The default, 1, is one host at a time.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub parallel: u16,
-    /// Extra attempts for a host that failed in a way a retry can fix (not a host key or login).
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub retries: u32,
-    /// Wait before the first retry, doubled for each further one.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
-    pub retry_delay_ms: u64,
-    /// Give up connecting to a host after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub connect_timeout: u64,
-    /// Give up on any single SSH operation (handshake, read, write) after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    pub timeout: u64,
-    /// Replace files at the paths mirrorconf writes that it did not write itself (a host the
-    /// Windows Machine Config Operator configured before) and own them from then on. Without it
-    /// such files are kept and reported. Files at other paths are never touched either way.
-    #[arg(long)]
-    pub take_over: bool,
-}
-
-impl SshArgs {
-    pub fn options(&self) -> Result<crate::push::PushOptions, Error> {
-        use std::time::Duration;
-        let need = |v: &Option<PathBuf>, flag: &str| {
-            v.clone().ok_or_else(|| Error::Usage(format!("{flag} is required to push to Windows hosts")))
-        };
-        Ok(crate::push::PushOptions {
-            port: self.ssh_port,
-            identity: need(&self.identity, "--identity <KEYFILE>")?,
-            known_hosts: crate::sink::ssh::KnownHostsFile::new(
-                need(&self.known_hosts, "--known-hosts <FILE>")?,
-                self.trust_on_first_use,
-            ),
-            remote_root: self.remote_root.clone(),
-            parallel: usize::from(self.parallel),
-            retries: self.retries,
-            retry_delay: Duration::from_millis(self.retry_delay_ms),
-            connect_timeout: Duration::from_secs(self.connect_timeout),
-            op_timeout: Duration::from_secs(self.timeout),
-            take_over: self.take_over,
-        })
-    }
-}
-
 /// `--manifests`, the same for every one-shot command.
 #[derive(Debug, Args)]
 pub struct Manifests {
@@ -338,6 +262,8 @@ impl RunArgs {
                 resync: Duration::from_secs(wp.resync_interval),
                 lease_namespace: wp.lease_namespace.clone(),
                 lease_name: wp.lease_name.clone(),
+                shards: usize::from(wp.shards),
+                lease_duration: Duration::from_secs(wp.lease_duration),
             })
         } else {
             Job::Node {
@@ -395,31 +321,6 @@ fn taint_key(key: &str) -> Result<String, String> {
     } else {
         Err(format!("{key:?} is not a taint key (an optional DNS-subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' and '.')"))
     }
-}
-
-/// `run --kube --windows-push`: the in-cluster pusher (one replica, Lease leader election).
-#[derive(Debug, Clone, Args)]
-pub struct WindowsPushArgs {
-    /// Instead of writing this node's files, keep the Windows hosts (the `windows-instances`
-    /// ConfigMap and Nodes labelled kubernetes.io/os=windows) current over SSH. Needs --kube and the
-    /// SSH flags of `push` (--identity, --known-hosts, ...).
-    #[arg(id = "windows_push", long = "windows-push", requires = "kube", conflicts_with_all = ["base", "reload_crio", "on_change", "hook_timeout"])]
-    pub enabled: bool,
-    /// Namespace of the `windows-instances` ConfigMap.
-    #[arg(long, value_name = "NS", default_value = crate::source::windows_hosts::DEFAULT_NAMESPACE)]
-    pub inventory_namespace: String,
-    /// User for Windows Nodes that are not in the ConfigMap.
-    #[arg(long, value_name = "USER", default_value = "Administrator")]
-    pub windows_user: String,
-    /// Push to every host again this often even without a change (a current host costs one
-    /// connection), and this long after a round with failures at the latest.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
-    pub resync_interval: u64,
-    /// Namespace and name of the leader-election Lease (default namespace: $POD_NAMESPACE, else mirrorconf).
-    #[arg(long, value_name = "NS")]
-    pub lease_namespace: Option<String>,
-    #[arg(long, value_name = "NAME", default_value = "mirrorconf-windows-push")]
-    pub lease_name: String,
 }
 
 /// Runs a parsed command. User-facing results go to stdout; errors are returned for `main` to print.

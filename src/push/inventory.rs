@@ -63,7 +63,7 @@ pub fn hosts(cm: &ConfigMap) -> (Vec<Host>, Vec<EntryError>) {
 }
 
 /// An IPv4 address or a DNS name (RFC 1123 labels). IPv6 is not accepted, as in the reference.
-fn check_address(key: &str) -> Result<(), String> {
+pub(crate) fn check_address(key: &str) -> Result<(), String> {
     if key.parse::<Ipv4Addr>().is_ok() {
         return Ok(());
     }
@@ -87,10 +87,15 @@ fn check_address(key: &str) -> Result<(), String> {
 /// `username=<user>`; the user may not be empty or hold spaces or control characters.
 fn parse_user(value: &str) -> Result<String, String> {
     let user = value.trim().strip_prefix("username=").ok_or_else(|| "the value must be username=<user>".to_string())?;
+    check_user(user)?;
+    Ok(user.to_string())
+}
+
+pub(crate) fn check_user(user: &str) -> Result<(), String> {
     if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@') {
         return Err("the user name is empty or holds a space, '@' or a control character".to_string());
     }
-    Ok(user.to_string())
+    Ok(())
 }
 
 #[cfg(test)]

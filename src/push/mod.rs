@@ -1,29 +1,40 @@
-//! `mirrorconf push`: bring every Windows host of an inventory up to date over SSH.
+//! `mirrorconf push` and the in-cluster pusher's rounds: bring Windows hosts up to date over SSH.
 //!
-//! Hosts are done one at a time by default (as the Windows Machine Config Operator does), or by
-//! `parallel` workers. A failing host is retried a bounded number of times with backoff and then
-//! reported; it never stops the others. [`sink::ssh`](crate::sink::ssh) does the work on one host.
+//! A round works on a bounded number of hosts at once ([`DEFAULT_PARALLEL`]; 1 is strictly one at
+//! a time, in inventory order). A failing host is retried a bounded number of times with backoff,
+//! later in the round, and then reported; it never stops or delays the others. [`record`] says
+//! which hosts need contacting at all; [`shard`] splits hosts between pusher replicas;
+//! [`sink::ssh`](crate::sink::ssh) does the work on one host.
 
 pub mod inventory;
+pub mod record;
+mod round;
+pub mod shard;
 
 use crate::fileset::FileSet;
 use crate::render::hosts_toml::WINDOWS_ROOT;
-use crate::sink::ssh::{self, KnownHostsFile, SshOptions};
+use crate::sink::ssh::{HostKey, KnownHostsFile, Timings};
 use crate::sink::ApplyReport;
 pub use inventory::Host;
+pub use round::{Admit, Gate, Pass};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The remote root on Windows hosts, where containerd's `config_path` points.
 pub const DEFAULT_REMOTE_ROOT: &str = "C:/k/containerd/registries";
+
+/// Hosts worked on at once unless told otherwise. Measured on 100 hosts (docs/benchmarks.md):
+/// past this, a 2-core pusher gains little on a changed round, while each worker is one more
+/// connection and thread; remote hosts wait on the network more than loopback ones, so they gain
+/// at least as much from it.
+pub const DEFAULT_PARALLEL: usize = 8;
 
 pub struct PushOptions {
     pub port: u16,
     pub identity: PathBuf,
     pub known_hosts: KnownHostsFile,
     pub remote_root: String,
-    /// Hosts worked on at once; 1 (the default) is strictly one host at a time.
+    /// Hosts worked on at once; 1 is strictly one host at a time, in inventory order.
     pub parallel: usize,
     /// Extra attempts after a failure that a retry can fix.
     pub retries: u32,
@@ -31,6 +42,10 @@ pub struct PushOptions {
     pub retry_delay: Duration,
     pub connect_timeout: Duration,
     pub op_timeout: Duration,
+    /// One attempt on one host, all of it, gives up after this long.
+    pub host_timeout: Duration,
+    /// How often, on average, a host's files are read rather than taken on its state file's word.
+    pub verify_interval: Duration,
     /// Replace files mirrorconf did not write at the paths it wants (see [`SshOptions::take_over`]).
     pub take_over: bool,
 }
@@ -50,11 +65,23 @@ pub enum HostStatus {
     NotStarted,
 }
 
+/// A host to contact in a round, and whether to read its files rather than trust its state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub host: Host,
+    pub verify: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct HostOutcome {
     pub host: Host,
     pub status: HostStatus,
     pub elapsed: Duration,
+    /// The files were read and compared, not taken on the state file's word.
+    pub verified: bool,
+    /// The key the host showed, when it was reached.
+    pub host_key: Option<HostKey>,
+    pub timings: Option<Timings>,
 }
 
 impl HostOutcome {
@@ -62,10 +89,23 @@ impl HostOutcome {
         !matches!(self.status, HostStatus::Failed { .. } | HostStatus::NotStarted)
     }
 
+    /// The host now holds every wanted file (nothing someone else wrote was kept in its place):
+    /// what a record may remember as confirmed.
+    pub fn confirmed(&self) -> bool {
+        match &self.status {
+            HostStatus::Current => true,
+            HostStatus::Updated(r) => r.kept_foreign.is_empty(),
+            HostStatus::Failed { .. } | HostStatus::NotStarted => false,
+        }
+    }
+
     /// One line for the operator: host, result, time.
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
         match &self.status {
+            HostStatus::Current if self.verified => {
+                format!("{:<28} current    {secs:.2}s  files verified", self.host.to_string())
+            }
             HostStatus::Current => format!("{:<28} current    {secs:.2}s", self.host.to_string()),
             HostStatus::Updated(r) => {
                 let mut what = format!("{} written, {} removed", r.written.len(), r.removed.len());
@@ -77,6 +117,9 @@ impl HostOutcome {
                 }
                 if !r.kept_dirs.is_empty() {
                     what.push_str(&format!(", kept {} folder(s) holding other files", r.kept_dirs.len()));
+                }
+                if self.verified {
+                    what.push_str("; files verified");
                 }
                 format!("{:<28} updated    {secs:.2}s  {what}", self.host.to_string())
             }
@@ -93,75 +136,15 @@ pub fn windows_tree(rendered: &FileSet) -> FileSet {
     rendered.subtree(WINDOWS_ROOT)
 }
 
-/// Pushes `wanted` to every host; `on_done` is called as each host finishes (from worker threads).
-/// No host is started, and no retry made, once `keep_going` says false. Outcomes come back in
-/// inventory order.
+/// Pushes `wanted` to every job's host; `on_done` is called as each host finishes (from worker
+/// threads). `admit` is asked before every attempt: no host starts, and no retry is made, once it
+/// says no. Outcomes come back in job order.
 pub fn push_all(
-    hosts: &[Host],
+    jobs: &[Job],
     wanted: &FileSet,
     opts: &PushOptions,
-    keep_going: &(dyn Fn() -> bool + Sync),
+    admit: Admit<'_>,
     on_done: &(dyn Fn(&HostOutcome) + Sync),
 ) -> Vec<HostOutcome> {
-    let next = AtomicUsize::new(0);
-    let workers = opts.parallel.clamp(1, hosts.len().max(1));
-    let mut outcomes: Vec<(usize, HostOutcome)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(host) = hosts.get(i) else { break };
-                        let outcome = if keep_going() {
-                            push_one(host, wanted, opts, keep_going)
-                        } else {
-                            HostOutcome { host: host.clone(), status: HostStatus::NotStarted, elapsed: Duration::ZERO }
-                        };
-                        on_done(&outcome);
-                        done.push((i, outcome));
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("a push worker panicked")).collect()
-    });
-    outcomes.sort_by_key(|(i, _)| *i);
-    outcomes.into_iter().map(|(_, o)| o).collect()
-}
-
-fn push_one(host: &Host, wanted: &FileSet, opts: &PushOptions, keep_going: &(dyn Fn() -> bool + Sync)) -> HostOutcome {
-    let start = Instant::now();
-    let ssh_opts = SshOptions {
-        port: opts.port,
-        identity: &opts.identity,
-        known_hosts: &opts.known_hosts,
-        remote_root: &opts.remote_root,
-        connect_timeout: opts.connect_timeout,
-        op_timeout: opts.op_timeout,
-        take_over: opts.take_over,
-    };
-    let mut attempts = 0;
-    let mut delay = opts.retry_delay;
-    let status = loop {
-        attempts += 1;
-        match ssh::push(&host.address, &host.user, wanted, &ssh_opts) {
-            Ok(report) if !report.changed() && report.kept_foreign.is_empty() => break HostStatus::Current,
-            Ok(report) => break HostStatus::Updated(report),
-            Err(e) if e.is_permanent() || attempts > opts.retries => {
-                tracing::warn!(host = %host, attempts, error = %e, "push failed");
-                break HostStatus::Failed { error: e.to_string(), attempts };
-            }
-            Err(e) => {
-                tracing::info!(host = %host, attempts, error = %e, retry_in = ?delay, "push failed, will retry");
-                std::thread::sleep(delay);
-                delay = delay.saturating_mul(2);
-                if !keep_going() {
-                    break HostStatus::NotStarted;
-                }
-            }
-        }
-    };
-    HostOutcome { host: host.clone(), status, elapsed: start.elapsed() }
+    round::run(jobs, wanted, opts, admit, on_done)
 }

@@ -1,33 +1,39 @@
-//! Lease-based leader election (`coordination.k8s.io/v1`), the way client-go's leaderelection does
-//! it: take the Lease when it is free or expired, renew it while leading, step down when renewals
-//! have failed for the renew deadline (shorter than the lease duration, so the old leader has
-//! stopped before anyone else may take over), and release it on shutdown. Optimistic concurrency
-//! (resourceVersion) makes two candidates racing for one Lease safe.
+//! Leases (`coordination.k8s.io/v1`) used the way client-go's leader election uses them: take a
+//! Lease when it is free or expired, renew it while holding it, step down when renewals have
+//! failed for the renew deadline (shorter than the lease duration, so the old holder has stopped
+//! before anyone else may take over), and release it on shutdown. Optimistic concurrency
+//! (resourceVersion) makes two candidates racing for one Lease safe. [`super::shards`] holds one
+//! Lease per shard with this.
 //!
 //! Expiry is judged by when this replica *observed* the Lease record change, on its own monotonic
 //! clock, never by comparing the holder's `renewTime` with the local clock: two nodes whose clocks
-//! disagree cannot both believe they lead.
+//! disagree cannot both believe they hold a Lease.
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Clone)]
-pub struct LeaderElection {
-    api: Api<Lease>,
-    name: String,
-    identity: String,
+/// How long a Lease lasts and how often it is renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
     /// How long a Lease stays valid without renewal; others wait this long before taking it.
-    pub lease_duration: Duration,
-    /// The leader steps down when it has not renewed for this long (less than `lease_duration`).
+    pub duration: Duration,
+    /// The holder steps down when it has not renewed for this long (less than `duration`).
     pub renew_deadline: Duration,
-    /// How often the leader renews, and how often a candidate retries.
+    /// How often the holder renews, and how often a candidate retries.
     pub retry: Duration,
-    observed: Arc<Mutex<Observed>>,
+}
+
+impl Timing {
+    /// client-go's proportions: 15 s gives a 10 s renew deadline and a 2 s retry period.
+    pub fn from_duration(duration: Duration) -> Timing {
+        Timing { duration, renew_deadline: duration * 2 / 3, retry: duration * 2 / 15 }
+    }
 }
 
 /// The last Lease record this replica saw and when (its own monotonic clock).
@@ -50,17 +56,30 @@ impl Observed {
     }
 }
 
-impl LeaderElection {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str) -> Self {
-        LeaderElection {
+/// Who holds a Lease, as this replica judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Mine,
+    /// No holder, released, expired, or not created yet: anyone may take it.
+    Free,
+    Held(String),
+}
+
+#[derive(Clone)]
+pub struct Leases {
+    api: Api<Lease>,
+    identity: String,
+    pub timing: Timing,
+    observed: Arc<Mutex<HashMap<String, Observed>>>,
+}
+
+impl Leases {
+    pub fn new(client: Client, namespace: &str, identity: &str, timing: Timing) -> Self {
+        Leases {
             api: Api::namespaced(client, namespace),
-            name: name.to_string(),
             identity: identity.to_string(),
-            // client-go's defaults.
-            lease_duration: Duration::from_secs(15),
-            renew_deadline: Duration::from_secs(10),
-            retry: Duration::from_secs(2),
-            observed: Arc::new(Mutex::new(Observed::default())),
+            timing,
+            observed: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -68,112 +87,73 @@ impl LeaderElection {
         &self.identity
     }
 
-    /// One attempt to take or renew the Lease. `Ok(true)`: this instance leads now.
-    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+    /// Reads Lease `name` and judges who holds it.
+    pub async fn look(&self, name: &str) -> Result<(Option<Lease>, Seen), kube::Error> {
+        let Some(lease) = self.api.get_opt(name).await? else { return Ok((None, Seen::Free)) };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+        // The whole record (holder, times, resourceVersion): any renewal changes it.
+        let record = format!("{:?}/{:?}", lease.metadata.resource_version, spec);
+        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
+        let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        let expired = observed.entry(name.to_string()).or_default().expired(&record, duration, Instant::now());
+        let seen = match holder {
+            Some(h) if h == self.identity => Seen::Mine,
+            Some(h) if !expired => Seen::Held(h),
+            _ => Seen::Free,
+        };
+        Ok((Some(lease), seen))
+    }
+
+    /// Takes or renews Lease `name`, as [`Leases::look`] returned it. `Ok(true)`: held now;
+    /// `Ok(false)`: someone else changed it first.
+    pub async fn take(&self, name: &str, current: Option<Lease>) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(self.lease_duration.as_secs() as i32),
+            lease_duration_seconds: Some(self.timing.duration.as_secs() as i32),
             acquire_time: acquired.or(Some(MicroTime(now))),
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(transitions),
             ..LeaseSpec::default()
         };
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
-            let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
-                spec: Some(spec(0, None)),
-            };
-            return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            };
+        let result = match current {
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
+                    spec: Some(spec(0, None)),
+                };
+                self.api.create(&PostParams::default(), &lease).await
+            }
+            Some(mut lease) => {
+                let current = lease.spec.clone().unwrap_or_default();
+                let ours = current.holder_identity.as_deref() == Some(self.identity.as_str());
+                let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!ours);
+                lease.spec = Some(spec(transitions, if ours { current.acquire_time } else { None }));
+                self.api.replace(name, &PostParams::default(), &lease).await
+            }
         };
-        let current = lease.spec.clone().unwrap_or_default();
-        let holder = current.holder_identity.as_deref().filter(|h| !h.is_empty());
-        let ours = holder == Some(self.identity.as_str());
-        // The whole record (holder, times, resourceVersion): any renewal changes it.
-        let record = format!("{:?}/{:?}", lease.metadata.resource_version, current);
-        let duration = Duration::from_secs(current.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-        let expired =
-            self.observed.lock().unwrap_or_else(|p| p.into_inner()).expired(&record, duration, Instant::now());
-        if !ours && holder.is_some() && !expired {
-            return Ok(false);
-        }
-        let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!ours);
-        lease.spec = Some(spec(transitions, if ours { current.acquire_time } else { None }));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match result {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    /// Waits until this instance leads. Returns `false` if `stop` resolved first.
-    pub async fn acquire(&self, stop: impl std::future::Future<Output = ()>) -> bool {
-        tokio::pin!(stop);
-        loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => {
-                    tracing::info!(identity = %self.identity, lease = %self.name, "became the leader");
-                    return true;
-                }
-                Ok(false) => tracing::debug!(lease = %self.name, "another instance leads; waiting"),
-                Err(e) => tracing::warn!(lease = %self.name, "cannot reach the Lease: {e}"),
-            }
-            tokio::select! {
-                _ = &mut stop => return false,
-                _ = tokio::time::sleep(self.retry) => {}
-            }
-        }
-    }
-
-    /// Renews every `retry` until renewals have failed for the renew deadline or someone else
-    /// holds the Lease (returns [`Kept::Lost`]), or `done` resolves (returns [`Kept::Stopped`]; the
-    /// caller then [`release`](Self::release)s it once its work has stopped).
-    pub async fn keep(&self, done: impl std::future::Future<Output = ()>) -> Kept {
-        tokio::pin!(done);
-        let mut last_renewed = Instant::now();
-        loop {
-            tokio::select! {
-                _ = &mut done => return Kept::Stopped,
-                _ = tokio::time::sleep(self.retry) => {}
-            }
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = Instant::now(),
-                Ok(false) => {
-                    tracing::warn!(lease = %self.name, "another instance took the Lease; stepping down");
-                    return Kept::Lost;
-                }
-                Err(e) => tracing::warn!(lease = %self.name, "cannot renew the Lease: {e}"),
-            }
-            if last_renewed.elapsed() >= self.renew_deadline {
-                tracing::warn!(lease = %self.name, "no renewal within the renew deadline; stepping down");
-                return Kept::Lost;
-            }
-        }
-    }
-
-    /// Gives the Lease up so another instance can take over at once (as client-go's ReleaseOnCancel).
-    pub async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else { return };
+    /// Gives Lease `name` up so another replica can take it at once (as client-go's
+    /// ReleaseOnCancel). Only a Lease this replica holds is touched.
+    pub async fn release(&self, name: &str) {
+        let Ok(Some(mut lease)) = self.api.get_opt(name).await else { return };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
             return;
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
-        if let Err(e) = self.api.replace(&self.name, &PostParams::default(), &lease).await {
-            tracing::warn!(lease = %self.name, "cannot release the Lease: {e}");
+        if let Err(e) = self.api.replace(name, &PostParams::default(), &lease).await {
+            tracing::warn!(lease = %name, "cannot release the Lease: {e}");
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kept {
-    Stopped,
-    Lost,
 }
 
 #[cfg(test)]
@@ -192,5 +172,13 @@ mod tests {
         assert!(!o.expired("renewTime=1970, rv=2", d, t0 + Duration::from_secs(20)));
         assert!(!o.expired("renewTime=1970, rv=2", d, t0 + Duration::from_secs(34)));
         assert!(o.expired("renewTime=1970, rv=2", d, t0 + Duration::from_secs(35)));
+    }
+
+    #[test]
+    fn timings_keep_client_gos_proportions() {
+        let t = Timing::from_duration(Duration::from_secs(15));
+        assert_eq!((t.renew_deadline, t.retry), (Duration::from_secs(10), Duration::from_secs(2)));
+        let t = Timing::from_duration(Duration::from_secs(3));
+        assert!(t.retry < t.renew_deadline && t.renew_deadline < t.duration);
     }
 }

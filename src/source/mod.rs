@@ -6,4 +6,5 @@ pub mod files;
 pub mod kube;
 pub mod lease;
 pub mod node;
+pub mod shards;
 pub mod windows_hosts;

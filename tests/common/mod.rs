@@ -153,9 +153,11 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
 pub mod containerd;
+pub mod fleet;
 pub mod kustomize;
 pub mod meaning;
 pub mod mirrors;
+pub mod pusher;
 pub mod registry;
 pub mod sshd;
 pub mod token;

@@ -213,6 +213,8 @@ impl OneHost {
         cmd.arg("push").arg("--manifests").arg(manifests).arg("--inventory").arg(self.dir.join("inv.yaml"));
         cmd.arg("--identity").arg(&self.key.private).arg("--known-hosts").arg(self.dir.join("known_hosts"));
         cmd.args(["--ssh-port", &self.port.to_string(), "--remote-root", "registries"]);
+        // The record of confirmed hosts stays in the test's folder.
+        cmd.env("XDG_STATE_HOME", self.dir.join("state"));
         cmd
     }
 

@@ -27,6 +27,50 @@ impl KnownHostsFile {
     }
 }
 
+/// A host's public key as the server showed it (the SSH wire blob). Public: safe to record and log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKey {
+    blob: Vec<u8>,
+}
+
+impl HostKey {
+    pub(super) fn of(session: &Session) -> Result<HostKey, SshError> {
+        let (blob, _) = session.host_key().ok_or_else(|| SshError::Handshake(ssh2::Error::unknown()))?;
+        Ok(HostKey { blob: blob.to_vec() })
+    }
+
+    /// `<type> <base64>`, as in known_hosts.
+    pub fn openssh(&self) -> String {
+        let kind = key_type_of_blob(&self.blob).unwrap_or("unknown");
+        format!("{kind} {}", base64::engine::general_purpose::STANDARD.encode(&self.blob))
+    }
+
+    pub(super) fn blob(&self) -> &[u8] {
+        &self.blob
+    }
+
+    /// `SHA256:<base64>`, as `ssh-keygen -l` prints it.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&self.blob);
+        format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest))
+    }
+
+    /// Reads `<type> <base64>` back; the type must be one mirrorconf can check and must be the
+    /// one the blob itself names.
+    pub fn parse(text: &str) -> Result<HostKey, String> {
+        let (kind, b64) = text.split_once(' ').ok_or("not \"<type> <base64>\"")?;
+        if algorithms_for(kind).is_empty() {
+            return Err(format!("unknown key type {kind:?}"));
+        }
+        let blob = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| "the key is not base64")?;
+        if key_type_of_blob(&blob) != Some(kind) {
+            return Err("the key does not hold a key of that type".into());
+        }
+        Ok(HostKey { blob })
+    }
+}
+
 /// The name known_hosts uses for a host: `host` on port 22, `[host]:port` otherwise (OpenSSH).
 pub(super) fn known_hosts_name(address: &str, port: u16) -> String {
     if port == 22 {

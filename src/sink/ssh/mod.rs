@@ -7,36 +7,35 @@
 //! the old one (`posix-rename@openssh.com`, since a plain SFTP v3 rename never replaces a file),
 //! files and folders no longer wanted are removed only after that, and the final state is written
 //! last. containerd never sees an empty registry folder or half a file.
+//!
+//! Every network call is bounded: name resolution and the TCP connect by the connect timeout,
+//! each SSH call by the operation timeout, and the whole visit by the host timeout, after which
+//! the connection is shut down under whatever call is waiting.
 
-use super::owned::{self, ApplyReport, Current, KeyRules, Manifest, Removal, Store, MAX_STATE_BYTES};
-use crate::fileset::{File, FileSet};
-use crate::text::sha256_hex;
-use libssh2_sys as raw;
-use ssh2::{ErrorCode, OpenFlags, OpenType, Session, Sftp};
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use super::owned::{self, ApplyReport};
+use crate::fileset::FileSet;
+use ssh2::Session;
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 mod host_key;
+mod pins;
 mod raw_sftp;
+mod remote;
 
 use host_key::verify_host_key;
-pub use host_key::KnownHostsFile;
-use raw_sftp::RawSftp;
+pub use host_key::{HostKey, KnownHostsFile};
+pub use pins::Pins;
+use remote::Remote;
+pub use remote::{is_temp_name, TEMP_SUFFIX};
 
-const FX_NO_SUCH_FILE: i32 = raw::LIBSSH2_FX_NO_SUCH_FILE;
-const FX_OP_UNSUPPORTED: i32 = raw::LIBSSH2_FX_OP_UNSUPPORTED;
-const FX_PERMISSION_DENIED: i32 = raw::LIBSSH2_FX_PERMISSION_DENIED;
-/// Suffix of the temp file written next to its target before the rename.
-pub const TEMP_SUFFIX: &str = ".mirrorconf-tmp";
-/// Suffix of a file moved aside on a server without posix-rename.
-const ASIDE_SUFFIX: &str = ".mirrorconf-old";
 /// The state file, relative to the remote root. containerd only reads `<root>/<host>/hosts.toml`,
 /// so a file at the top of the root is never mistaken for registry configuration.
 pub const STATE_FILE: &str = ".mirrorconf-state.json";
-/// Entries of a remote state file must be paths a Windows host can hold.
-const KEYS: KeyRules = KeyRules { windows: true, reserved: STATE_FILE };
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -58,6 +57,8 @@ pub enum SshError {
     Io { op: &'static str, path: String, source: io::Error },
     #[error("state file {path}: {reason} (move it away to start over)")]
     State { path: String, reason: String },
+    #[error("gave up after {}s (--host-timeout)", .0.as_secs_f64())]
+    HostTimeout(Duration),
 }
 
 impl SshError {
@@ -84,307 +85,174 @@ pub struct SshOptions<'a> {
     pub connect_timeout: Duration,
     /// Every blocking SSH operation (handshake included) gives up after this long.
     pub op_timeout: Duration,
+    /// The whole visit to one host (resolve, connect, log in, read, write) gives up after this long.
+    pub host_timeout: Duration,
     /// Replace files at wanted paths that mirrorconf did not write (a host the Windows Machine
     /// Config Operator configured before); otherwise they are kept and reported.
     pub take_over: bool,
 }
 
-/// Brings `address`'s remote root in line with `wanted` (paths relative to the remote root).
-pub fn push(address: &str, user: &str, wanted: &FileSet, opts: &SshOptions<'_>) -> Result<ApplyReport, SshError> {
-    let session = connect(address, user, opts)?;
-    let remote = Remote::open(&session, opts.remote_root)?;
-    let (state, dropped) = remote.read_state()?;
-    for d in &dropped {
-        tracing::warn!(host = %address, state = %remote.path(STATE_FILE), "{d}");
-    }
-    owned::apply(&remote, wanted, state, !dropped.is_empty(), opts.take_over)
+/// Where one visit to a host spent its time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Name resolution, TCP connect, SSH handshake and host key check.
+    pub connect: Duration,
+    /// Public-key login.
+    pub auth: Duration,
+    /// Starting SFTP and reading the state file.
+    pub read_state: Duration,
+    /// Deciding and writing: for a current host only the decision (and, when verifying, reading
+    /// the files); for a changed one the claim, the temp files, the renames and the final state.
+    pub write: Duration,
 }
 
-fn connect(address: &str, user: &str, opts: &SshOptions<'_>) -> Result<Session, SshError> {
+/// What a successful visit did, which host key the host showed, and where the time went.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub report: ApplyReport,
+    pub host_key: HostKey,
+    pub timings: Timings,
+}
+
+/// Brings `address`'s remote root in line with `wanted` (paths relative to the remote root).
+/// `verify`: read every wanted file rather than trusting the state file's hashes.
+pub fn push(
+    address: &str,
+    user: &str,
+    wanted: &FileSet,
+    opts: &SshOptions<'_>,
+    verify: bool,
+) -> Result<Pushed, SshError> {
+    let deadline = Instant::now() + opts.host_timeout;
+    let mut timings = Timings::default();
+    let mut lap = Instant::now();
+    let mut split = |slot: &mut Duration| {
+        *slot = lap.elapsed();
+        lap = Instant::now();
+    };
+    let tcp = open_tcp(address, opts, deadline)?;
+    let watchdog = Watchdog::arm(&tcp, deadline)?;
+    let result = (|| -> Result<Pushed, SshError> {
+        let session = handshake(tcp, address, opts)?;
+        split(&mut timings.connect);
+        login(&session, user, opts)?;
+        split(&mut timings.auth);
+        let remote = Remote::open(&session, opts.remote_root, verify)?;
+        let (state, dropped) = remote.read_state()?;
+        split(&mut timings.read_state);
+        for d in &dropped {
+            tracing::warn!(host = %address, state = %remote.path(STATE_FILE), "{d}");
+        }
+        let report = owned::apply(&remote, wanted, state, !dropped.is_empty(), opts.take_over)?;
+        split(&mut timings.write);
+        let host_key = HostKey::of(&session)?;
+        Ok(Pushed { report, host_key, timings })
+    })();
+    let cut = watchdog.disarm();
+    match result {
+        // Whatever a call reported after the connection was cut, the cause is the time limit.
+        Err(_) if cut => Err(SshError::HostTimeout(opts.host_timeout)),
+        r => r,
+    }
+}
+
+/// Resolves the name and connects, each bounded by the connect timeout and the host's deadline.
+fn open_tcp(address: &str, opts: &SshOptions<'_>, deadline: Instant) -> Result<TcpStream, SshError> {
     let addr = format!("{address}:{}", opts.port);
     let conn_err = |source| SshError::Connect { addr: addr.clone(), source };
+    let left = || deadline.saturating_duration_since(Instant::now()).min(opts.connect_timeout);
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address");
-    let mut tcp = None;
-    for sa in (address, opts.port).to_socket_addrs().map_err(conn_err)? {
-        match TcpStream::connect_timeout(&sa, opts.connect_timeout) {
+    for sa in resolve(address, opts.port, left()).map_err(conn_err)? {
+        let limit = left();
+        if limit.is_zero() {
+            last = io::Error::new(io::ErrorKind::TimedOut, "out of time before connecting");
+            break;
+        }
+        match TcpStream::connect_timeout(&sa, limit) {
             Ok(s) => {
-                tcp = Some(s);
-                break;
+                // A push is a string of small request/response exchanges: without this, Nagle's
+                // algorithm holds back small writes waiting for the peer's delayed ACK.
+                s.set_nodelay(true).map_err(conn_err)?;
+                return Ok(s);
             }
             Err(e) => last = e,
         }
     }
-    let tcp = tcp.ok_or_else(|| conn_err(last))?;
+    Err(conn_err(last))
+}
+
+/// The system resolver has no timeout of its own: it runs on a thread of its own, and an answer
+/// later than `limit` is given up on (the thread ends when the resolver does).
+fn resolve(address: &str, port: u16, limit: Duration) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = address.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = mpsc::channel();
+    let name = address.to_string();
+    std::thread::spawn(move || {
+        let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Iterator::collect));
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "name resolution timed out")))
+}
+
+fn handshake(tcp: TcpStream, address: &str, opts: &SshOptions<'_>) -> Result<Session, SshError> {
     let mut session = Session::new().map_err(SshError::Handshake)?;
     session.set_timeout(u32::try_from(opts.op_timeout.as_millis()).unwrap_or(u32::MAX));
     session.set_tcp_stream(tcp);
     host_key::prefer_recorded_key_types(&session, address, opts.port, opts.known_hosts)?;
     session.handshake().map_err(SshError::Handshake)?;
     verify_host_key(&session, address, opts.port, opts.known_hosts)?;
+    Ok(session)
+}
+
+fn login(session: &Session, user: &str, opts: &SshOptions<'_>) -> Result<(), SshError> {
     session.userauth_pubkey_file(user, None, opts.identity, None).map_err(|source| SshError::Auth {
         user: user.to_string(),
         identity: opts.identity.to_path_buf(),
         source,
-    })?;
-    Ok(session)
+    })
 }
 
-fn sftp_code(e: &ssh2::Error) -> Option<i32> {
-    match e.code() {
-        ErrorCode::SFTP(c) => Some(c),
-        ErrorCode::Session(_) => None,
-    }
+/// Shuts the connection down at the host's deadline, so that no call on it outlasts the host
+/// timeout (libssh2's own timeout is per call, and a slow host can answer just in time to each).
+struct Watchdog {
+    cancel: Option<mpsc::Sender<()>>,
+    fired: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// An SFTP session on one host, rooted at the remote root.
-struct Remote<'s> {
-    session: &'s Session,
-    sftp: Sftp,
-    root: String,
-    /// Opened on the first rename: a current host never needs it.
-    rename_channel: std::cell::OnceCell<RawSftp<'s>>,
-    /// Set once the remote root is known to exist (made on the first change).
-    root_ready: std::cell::OnceCell<()>,
-}
-
-impl<'s> Remote<'s> {
-    fn open(session: &'s Session, root: &str) -> Result<Self, SshError> {
-        let sftp = session.sftp().map_err(|source| SshError::Sftp { op: "start SFTP", path: String::new(), source })?;
-        let root = root.trim_end_matches('/').to_string();
-        Ok(Remote {
-            session,
-            sftp,
-            root,
-            rename_channel: std::cell::OnceCell::new(),
-            root_ready: std::cell::OnceCell::new(),
-        })
-    }
-
-    fn path(&self, rel: &str) -> String {
-        if self.root.is_empty() {
-            rel.to_string()
-        } else {
-            format!("{}/{rel}", self.root)
-        }
-    }
-
-    fn err<'p>(op: &'static str, path: &'p str) -> impl FnOnce(ssh2::Error) -> SshError + 'p {
-        move |source| SshError::Sftp { op, path: path.to_string(), source }
-    }
-
-    fn read_state(&self) -> Result<(Manifest, Vec<owned::DroppedKey>), SshError> {
-        let path = self.path(STATE_FILE);
-        let Some(bytes) = self.read(&path, MAX_STATE_BYTES)? else { return Ok((Manifest::default(), Vec::new())) };
-        let bytes = bytes.ok_or_else(|| SshError::State {
-            path: path.clone(),
-            reason: format!("larger than {MAX_STATE_BYTES} bytes (the limit)"),
-        })?;
-        Manifest::parse(&bytes, &KEYS).map_err(|e| SshError::State { path, reason: e.to_string() })
-    }
-
-    /// The file at `path`: `None` when there is none, `Some(None)` when it is larger than `limit`.
-    fn read(&self, path: &str, limit: u64) -> Result<Option<Option<Vec<u8>>>, SshError> {
-        let f = match self.sftp.open(Path::new(path)) {
-            Ok(f) => f,
-            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => return Ok(None),
-            Err(e) => return Err(Self::err("open", path)(e)),
-        };
-        let mut bytes = Vec::new();
-        f.take(limit + 1).read_to_end(&mut bytes).map_err(|source| SshError::Io {
-            op: "read",
-            path: path.to_string(),
-            source,
-        })?;
-        Ok(Some((bytes.len() as u64 <= limit).then_some(bytes)))
-    }
-
-    fn exists(&self, path: &str) -> Result<bool, SshError> {
-        match self.sftp.stat(Path::new(path)) {
-            Ok(_) => Ok(true),
-            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => Ok(false),
-            Err(e) => Err(Self::err("stat", path)(e)),
-        }
-    }
-
-    /// Creates the remote root and its missing parents (never recorded as owned: the root stays).
-    fn ensure_root(&self) -> Result<(), SshError> {
-        if self.root.is_empty() {
-            return Ok(());
-        }
-        let mut missing = Vec::new();
-        let mut cur = self.root.as_str();
-        while !self.exists(cur)? {
-            missing.push(cur.to_string());
-            match cur.rfind('/') {
-                Some(i) if i > 0 => cur = &cur[..i],
-                _ => break,
+impl Watchdog {
+    fn arm(tcp: &TcpStream, deadline: Instant) -> Result<Watchdog, SshError> {
+        let socket = tcp.try_clone().map_err(|source| SshError::Io { op: "watch", path: String::new(), source })?;
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&fired);
+        let thread = std::thread::spawn(move || {
+            let limit = deadline.saturating_duration_since(Instant::now());
+            if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(limit) {
+                flag.store(true, Ordering::SeqCst);
+                let _ = socket.shutdown(Shutdown::Both);
             }
-        }
-        for dir in missing.iter().rev() {
-            self.sftp.mkdir(Path::new(dir), 0o755).map_err(Self::err("mkdir", dir))?;
-        }
-        Ok(())
+        });
+        Ok(Watchdog { cancel: Some(cancel), fired, thread: Some(thread) })
     }
 
-    fn ready(&self) -> Result<(), SshError> {
-        if self.root_ready.get().is_none() {
-            self.ensure_root()?;
-            let _ = self.root_ready.set(());
-        }
-        Ok(())
+    /// Stops the watch; true when it had already cut the connection.
+    fn disarm(mut self) -> bool {
+        self.stop();
+        self.fired.load(Ordering::SeqCst)
     }
 
-    /// Temp file next to the target, written, fsynced where the server can, then renamed over it.
-    fn write_file(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), SshError> {
-        let target = self.path(rel);
-        let tmp = temp_path(&target);
-        // Always a new file, so it gets exactly `mode` (an open of an existing file keeps that
-        // file's mode). A temp file left by a push cut short is removed first.
-        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE;
-        let create = || self.sftp.open_mode(Path::new(&tmp), flags, mode as i32, OpenType::File);
-        let mut f = match create() {
-            Ok(f) => f,
-            Err(_) if self.sftp.unlink(Path::new(&tmp)).is_ok() => create().map_err(Self::err("create", &tmp))?,
-            Err(e) => return Err(Self::err("create", &tmp)(e)),
-        };
-        f.write_all(contents).map_err(|source| SshError::Io { op: "write", path: tmp.clone(), source })?;
-        match f.fsync() {
-            Ok(()) => {}
-            // fsync@openssh.com is an extension; a server without it still gets the rename.
-            Err(e) if sftp_code(&e) == Some(FX_OP_UNSUPPORTED) => {}
-            Err(e) => return Err(Self::err("fsync", &tmp)(e)),
+    fn stop(&mut self) {
+        drop(self.cancel.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-        drop(f);
-        self.replace(&tmp, &target)
-    }
-
-    fn replace(&self, tmp: &str, target: &str) -> Result<(), SshError> {
-        if self.rename_channel.get().is_none() {
-            let raw = RawSftp::open(self.session).map_err(Self::err("start SFTP for posix-rename", target))?;
-            let _ = self.rename_channel.set(raw);
-        }
-        let channel = self.rename_channel.get().expect("set above");
-        match channel.posix_rename(tmp, target) {
-            Ok(()) => Ok(()),
-            // Unsupported, or refused by the server's policy (sftp-server -P): a plain rename may
-            // still be allowed.
-            Err(e) if matches!(sftp_code(&e), Some(FX_OP_UNSUPPORTED | FX_PERMISSION_DENIED)) => {
-                self.replace_without_posix_rename(tmp, target)
-            }
-            Err(e) => Err(Self::err("rename", target)(e)),
-        }
-    }
-
-    /// Servers without `posix-rename@openssh.com`: move the old file aside, move the new one in,
-    /// delete the old. There is a moment with no file, never one with a partial file.
-    fn replace_without_posix_rename(&self, tmp: &str, target: &str) -> Result<(), SshError> {
-        let aside = format!("{target}{ASIDE_SUFFIX}");
-        let had_old = self.exists(target)?;
-        if had_old {
-            let _ = self.sftp.unlink(Path::new(&aside));
-            self.sftp.rename(Path::new(target), Path::new(&aside), None).map_err(Self::err("rename", target))?;
-        }
-        self.sftp.rename(Path::new(tmp), Path::new(target), None).map_err(Self::err("rename", tmp))?;
-        if had_old {
-            self.sftp.unlink(Path::new(&aside)).map_err(Self::err("remove", &aside))?;
-        }
-        Ok(())
     }
 }
 
-impl Store for Remote<'_> {
-    type Error = SshError;
-
-    fn compare(&self, rel: &str, wanted: &File, owned_hash: Option<&str>) -> Result<Current, SshError> {
-        // The state file vouches for what mirrorconf wrote: a current host costs no read.
-        match owned_hash {
-            Some(h) if h == sha256_hex(&wanted.contents) => return Ok(Current::Same),
-            Some(_) => return Ok(Current::Differs),
-            None => {}
-        }
-        let path = self.path(rel);
-        Ok(match self.read(&path, wanted.contents.len() as u64)? {
-            None => Current::Absent,
-            Some(Some(bytes)) if bytes == wanted.contents => Current::Same,
-            Some(_) => Current::Differs,
-        })
-    }
-
-    fn dir_exists(&self, rel: &str) -> Result<bool, SshError> {
-        self.exists(&self.path(rel))
-    }
-
-    fn create_dir(&self, rel: &str) -> Result<(), SshError> {
-        self.ready()?;
-        let p = self.path(rel);
-        self.sftp.mkdir(Path::new(&p), 0o755).map_err(Self::err("mkdir", &p))
-    }
-
-    fn write(&self, rel: &str, file: &File) -> Result<(), SshError> {
-        self.ready()?;
-        self.write_file(rel, &file.contents, file.mode)
-    }
-
-    fn remove_file(&self, rel: &str) -> Result<Removal, SshError> {
-        let p = self.path(rel);
-        match self.sftp.unlink(Path::new(&p)) {
-            Ok(()) => Ok(Removal::Removed),
-            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => Ok(Removal::Absent),
-            Err(e) => Err(Self::err("remove", &p)(e)),
-        }
-    }
-
-    fn remove_dir(&self, rel: &str) -> Result<Removal, SshError> {
-        let p = self.path(rel);
-        match self.sftp.rmdir(Path::new(&p)) {
-            Ok(()) => Ok(Removal::Removed),
-            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => Ok(Removal::Absent),
-            Err(_) => Ok(Removal::NotEmpty),
-        }
-    }
-
-    fn write_state(&self, state: &Manifest) -> Result<(), SshError> {
-        self.ready()?;
-        self.write_file(STATE_FILE, &state.to_bytes(), 0o644)
-    }
-
-    fn sweep(&self, rel: &str) -> Result<Vec<String>, SshError> {
-        let dir = if rel.is_empty() { self.root.clone() } else { self.path(rel) };
-        let dir = if dir.is_empty() { ".".to_string() } else { dir };
-        let entries = match self.sftp.readdir(Path::new(&dir)) {
-            Ok(entries) => entries,
-            Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => return Ok(Vec::new()),
-            Err(e) => return Err(Self::err("list", &dir)(e)),
-        };
-        let mut swept = Vec::new();
-        for (path, stat) in entries {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            if !stat.is_file() || !is_temp_name(name) {
-                continue;
-            }
-            let p = format!("{dir}/{name}");
-            match self.sftp.unlink(Path::new(&p)) {
-                Ok(()) => swept.push(if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") }),
-                Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => {}
-                Err(e) => return Err(Self::err("remove", &p)(e)),
-            }
-        }
-        Ok(swept)
-    }
-}
-
-/// Whether `name` is one of this sink's temp files: `.<name>.mirrorconf-tmp` (being written) or
-/// `<name>.mirrorconf-old` (moved aside on a server without posix-rename).
-pub fn is_temp_name(name: &str) -> bool {
-    let temp = name.len() > 1 + TEMP_SUFFIX.len() && name.starts_with('.') && name.ends_with(TEMP_SUFFIX);
-    let aside = name.len() > ASIDE_SUFFIX.len() && name.ends_with(ASIDE_SUFFIX);
-    temp || aside
-}
-
-/// `dir/.name.mirrorconf-tmp` for `dir/name`: hidden, in the same folder, never named hosts.toml.
-fn temp_path(target: &str) -> String {
-    match target.rsplit_once('/') {
-        Some((dir, name)) => format!("{dir}/.{name}{TEMP_SUFFIX}"),
-        None => format!(".{target}{TEMP_SUFFIX}"),
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
