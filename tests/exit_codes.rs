@@ -71,7 +71,7 @@ fn an_api_server_out_of_reach_is_exit_1() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pusher.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let out = pusher.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot reach the Lease"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot read the Lease"), "{}", stderr(&out));
 }
 
 #[test]
