@@ -15,7 +15,8 @@
 //!   [`source::windows_hosts`] finds Windows hosts, [`source::lease`] takes, renews and releases
 //!   Leases, [`source::shards`] holds this replica's share of the pusher's shard Leases,
 //!   [`source::node`] is what an agent writes on its own Node (fleet-view annotations, removing
-//!   the registries-pending taint).
+//!   the registries-pending taint), [`source::windows_report`] what the pusher writes on Windows
+//!   Nodes and in its per-shard host reports.
 //! - [`agent`]: the `run` loop (debounce, render, apply, reload hooks with a timeout) with its
 //!   metrics and the `/healthz` `/readyz` `/metrics` server; [`agent::windows_push`] is the
 //!   in-cluster pusher; [`agent::probes`] probes the node's endpoints every `--probe-interval`.
@@ -23,8 +24,8 @@
 //! - [`push`]: `mirrorconf push` and the pusher's rounds: the inventory ([`push::inventory`]), the
 //!   bounded-parallel round with deferred retries and a gate that stops starting hosts when
 //!   closed, the record of what each host was last confirmed to hold ([`push::record`], kept in a
-//!   file by the command and in memory by the pusher), and the pure host-to-shard split
-//!   ([`push::shard`]).
+//!   file by the command and in memory by the pusher), the pure host-to-shard split
+//!   ([`push::shard`]) and where each host stands for `status` ([`push::report`]).
 //! - [`tasks`]: the supervisor every long-lived task is spawned through.
 //! - [`probe`]: `check` and the agent's endpoint probes: for every endpoint the inspect explainers
 //!   list (in their order), name resolution, TCP, TLS with the CA files the runtime reads, the

@@ -149,7 +149,9 @@ async fn body(config: Config, tasks: Tasks, stop: Stop) -> Result<(), Error> {
     let (tx, rx) = mpsc::channel::<()>(1);
     let watching = Watching { tasks: tasks.clone(), triggers: tx, metrics: Arc::clone(&metrics) };
     let (root, base, targets, reload) = match config.job {
-        Job::WindowsPush(wp) => return windows_push(wp, config.debounce, watching, rx, stop).await,
+        Job::WindowsPush(wp) => {
+            return windows_push(wp, config.debounce, config.pending_taint, watching, rx, stop).await
+        }
         Job::Node { root, base, targets, reload } => (root, base, targets, reload),
     };
     let settings = Settings {
@@ -212,6 +214,7 @@ fn cluster_snapshot(cluster: &source::kube::Cluster) -> Snapshot {
 async fn windows_push(
     wp: WindowsPush,
     debounce: Duration,
+    pending_taint: Option<String>,
     watching: Watching,
     mut rx: mpsc::Receiver<()>,
     stop: Stop,
@@ -232,7 +235,7 @@ async fn windows_push(
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
         .unwrap_or_else(|| format!("mirrorconf-{}", std::process::id()));
     let timing = source::lease::Timing::from_duration(wp.lease_duration);
-    let leases = source::lease::Leases::new(client, &namespace, &identity, timing);
+    let leases = source::lease::Leases::new(client.clone(), &namespace, &identity, timing);
     let keeper = source::shards::ShardKeeper::new(leases, &wp.lease_name, wp.shards);
     let (held_tx, held_rx) = watch::channel(crate::push::shard::Held::none(wp.shards));
     // Not supervised: it ends, by design, once the pusher has stopped, and is joined below.
@@ -246,6 +249,15 @@ async fn windows_push(
     }));
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     watching.tasks.spawn("cluster reporter", cluster.clone().report_outcomes(out_rx, None));
+    let (reports_tx, reports_rx) = watch::channel(None);
+    let reporter = source::windows_report::WindowsReporter {
+        client,
+        hosts: hosts.clone(),
+        namespace,
+        lease_name: wp.lease_name.clone(),
+        pending_taint,
+    };
+    watching.tasks.spawn("Windows host reporter", reporter.run(reports_rx));
     let pusher = agent::windows_push::Pusher {
         snapshot: cluster_snapshot(&cluster),
         hosts: {
@@ -257,6 +269,7 @@ async fn windows_push(
         debounce,
         resync: wp.resync,
         outcomes: Some(out_tx),
+        reports: Some(reports_tx),
     };
     drop(watching);
     tokio::select! {

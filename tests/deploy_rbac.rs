@@ -66,10 +66,15 @@ fn every_rule_is_narrow() {
                 if verbs.iter().any(|v| !matches!(*v, "get" | "list" | "watch")) {
                     let allowed = (resources == ["events"] && verbs == ["create", "patch"])
                         || (resources == ["nodes"] && verbs == ["get", "patch"])
+                        || (resources == ["nodes"] && verbs == ["get", "list", "watch", "patch"])
                         || (resources == ["leases"] && verbs == ["create"])
                         || (resources == ["leases"]
                             && verbs == ["get", "update"]
-                            && names == ["mirrorconf-windows-push"]);
+                            && names == ["mirrorconf-windows-push"])
+                        || (resources == ["configmaps"] && verbs == ["create"] && !ns.is_empty())
+                        || (resources == ["configmaps"]
+                            && verbs == ["get", "update"]
+                            && names == ["mirrorconf-windows-push-hosts-0"]);
                     assert!(allowed, "{dir}: {name}: unexpected write {rule}");
                 }
                 if resources.contains(&"secrets") {
@@ -111,7 +116,7 @@ fn every_grant_is_used_and_every_binding_points_at_an_installed_role() {
 }
 
 /// What each workload may do follows from its arguments: the pull secret only where hosts.toml is
-/// rendered, Node writes only for the node agent, Node reads and Leases only for the pusher.
+/// rendered, Node reads, Leases and host reports only for the pusher.
 #[test]
 fn each_workload_gets_only_what_its_arguments_need() {
     for (dir, all) in builds() {
@@ -135,15 +140,17 @@ fn each_workload_gets_only_what_its_arguments_need() {
                 hosts_toml,
                 "{dir}: {workload}: the pull secret iff hosts.toml is rendered"
             );
-            assert_eq!(
-                can("patch", "nodes"),
-                !run.windows_push.enabled,
-                "{dir}: {workload}: only the agent annotates its Node"
-            );
+            // The agent annotates its own Node; the pusher the Windows Nodes it pushes to.
+            assert!(can("patch", "nodes"), "{dir}: {workload}: fleet-view annotations and the pending taint");
             assert_eq!(
                 can("list", "nodes"),
                 run.windows_push.enabled,
                 "{dir}: {workload}: only the pusher lists Nodes"
+            );
+            assert_eq!(
+                can("update", "configmaps"),
+                run.windows_push.enabled,
+                "{dir}: {workload}: only the pusher writes host reports"
             );
             assert_eq!(
                 can("update", "leases"),

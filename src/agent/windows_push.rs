@@ -8,13 +8,18 @@
 //! offset; the pusher wakes for the next one due, taking with it the hosts due within a minute's
 //! share of the interval. Hosts that failed are tried again at the next change or resync. What
 //! it knew about a shard's hosts is forgotten when it stops holding the shard.
+//!
+//! After every round it publishes where each host stands ([`RoundReport`]) on a watch channel:
+//! the cluster edge (`source::windows_report`) annotates Windows Nodes, removes their pending
+//! taint and writes the per-shard host reports `mirrorconf status` reads.
 
 use super::metrics::Metrics;
 use super::{Outcome, Snapshot};
 use crate::error::Error;
 use crate::node;
-use crate::policy::Policy;
+use crate::policy::{fingerprint::fingerprint, Policy};
 use crate::push::record::{unix_now, Dest, Record, Verify};
+use crate::push::report::{HostReports, RoundReport};
 use crate::push::shard::{shard_of, Held};
 use crate::push::{self, HostStatus, PushOptions};
 use crate::render::Target;
@@ -37,6 +42,8 @@ pub struct Pusher {
     /// The longest the pusher sleeps between rounds (failed hosts are retried then).
     pub resync: Duration,
     pub outcomes: Option<mpsc::UnboundedSender<Outcome>>,
+    /// Where each host stands after every round (and after a refused input).
+    pub reports: Option<watch::Sender<Option<RoundReport>>>,
 }
 
 /// What the pusher carries from one round to the next.
@@ -45,6 +52,9 @@ struct Memory {
     record: Record,
     /// The shard epochs the record was built under.
     epochs: Vec<Option<u64>>,
+    reports: HostReports,
+    /// The last policy rendered: its fingerprint and its Windows tree's digest.
+    rendered: Option<(String, String)>,
 }
 
 impl Pusher {
@@ -83,24 +93,27 @@ impl Pusher {
     /// One round; returns how long to sleep before the next one at the latest.
     async fn round(&self, memory: &mut Memory, held: Held) -> Duration {
         let snap = Arc::clone(&self.snapshot);
-        let rendered = tokio::task::spawn_blocking(move || -> Result<crate::fileset::FileSet, Error> {
+        let rendered = tokio::task::spawn_blocking(move || -> Result<(crate::fileset::FileSet, String), Error> {
             let inputs = snap()?;
             let policy = Policy::from_inputs(&inputs)?;
             for w in &policy.warnings {
                 tracing::warn!("{w}");
             }
-            Ok(push::windows_tree(&node::render_files(&inputs, &policy, None, &[Target::Windows])?))
+            let tree = push::windows_tree(&node::render_files(&inputs, &policy, None, &[Target::Windows])?);
+            // Windows hosts carry the pull secret: their fingerprint is the one with it.
+            Ok((tree, fingerprint(&policy, true)))
         })
         .await
         .expect("the render task does not panic");
         self.metrics.renders.inc();
-        let tree = match rendered {
-            Ok(tree) => tree,
+        let (tree, policy_fingerprint) = match rendered {
+            Ok(rendered) => rendered,
             Err(e) => {
                 let outcome = super::refused(&e, &self.metrics);
                 if let Some(tx) = &self.outcomes {
                     let _ = tx.send(outcome);
                 }
+                self.publish(memory, &held, false);
                 return self.resync;
             }
         };
@@ -123,7 +136,8 @@ impl Pusher {
         let mut record = std::mem::take(&mut memory.record);
         let digest = tree.digest();
         let (resync, metrics, outcomes_tx) = (self.resync, Arc::clone(&self.metrics), self.outcomes.clone());
-        let (record, wake) = tokio::task::spawn_blocking(move || {
+        let (round_hosts, round_digest, round_held) = (hosts.clone(), digest.clone(), held.clone());
+        let (record, wake, outcomes) = tokio::task::spawn_blocking(move || {
             let dest = Dest { port: opts.port, root: &opts.remote_root };
             let now = unix_now();
             let pins = Pins::load(&opts.known_hosts);
@@ -141,7 +155,7 @@ impl Pusher {
                 tracing::debug!(hosts = hosts.len(), "every host is confirmed current; no host contacted");
                 metrics.windows_hosts_failed.set(0);
                 super::succeeded(&metrics);
-                return (record, until_due(now));
+                return (record, until_due(now), Vec::new());
             }
             record.claim(&plan.jobs, dest, &digest, &pins);
             let verifying = plan.jobs.iter().filter(|j| j.verify).count();
@@ -172,7 +186,7 @@ impl Pusher {
             tracing::info!(hosts = outcomes.len(), failed, "Windows push round done");
             if failed > 0 {
                 // Failed hosts stay pending: any round contacts them; the next comes at resync.
-                return (record, resync);
+                return (record, resync, outcomes);
             }
             super::succeeded(&metrics);
             if let Some(tx) = &outcomes_tx {
@@ -183,11 +197,37 @@ impl Pusher {
                     complete: true,
                 });
             }
-            (record, until_due(unix_now()))
+            (record, until_due(unix_now()), outcomes)
         })
         .await
         .expect("the push task does not panic");
+        let dest = Dest { port: self.options.port, root: &self.options.remote_root };
+        memory.reports.after_round(
+            &round_hosts,
+            &outcomes,
+            &record,
+            dest,
+            (&round_digest, &policy_fingerprint),
+            unix_now(),
+        );
         memory.record = record;
+        memory.rendered = Some((policy_fingerprint, round_digest));
+        self.publish(memory, &round_held, true);
         wake
+    }
+
+    /// Publishes where every host of the shards held stands.
+    fn publish(&self, memory: &Memory, held: &Held, input_valid: bool) {
+        let Some(tx) = &self.reports else { return };
+        let report = RoundReport {
+            input_valid,
+            fingerprint: memory.rendered.as_ref().map(|r| r.0.clone()),
+            files_digest: memory.rendered.as_ref().map(|r| r.1.clone()),
+            shards: held.shards,
+            held: held.epochs().iter().enumerate().filter(|(_, e)| e.is_some()).map(|(i, _)| i).collect(),
+            hosts: memory.reports.hosts().cloned().collect(),
+            at: unix_now(),
+        };
+        tx.send_replace(Some(report));
     }
 }

@@ -92,6 +92,10 @@ pub struct StatusArgs {
     /// How long --wait waits (90s, 5m, 1h).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = status::duration, requires = "wait")]
     pub timeout: std::time::Duration,
+    /// Namespace of the Windows pusher's host reports (its Lease namespace): Windows hosts that
+    /// are no Nodes (BYOH), and why a Windows host is behind. "" reads none.
+    #[arg(long, value_name = "NS", default_value = "mirrorconf")]
+    pub windows_namespace: String,
 }
 
 #[derive(Debug, Args)]
@@ -234,7 +238,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS", default_value_t = 50)]
     pub debounce_ms: u64,
     /// With --kube: the taint key nodes carry until their registry files are in place; the agent
-    /// removes it from its own Node ($NODE_NAME) after the first complete apply. "" leaves taints alone.
+    /// removes it from its own Node ($NODE_NAME) after the first complete apply, the Windows pusher
+    /// from each Windows Node once its host holds the files. "" leaves taints alone.
     #[arg(long, value_name = "KEY", default_value = crate::source::node::DEFAULT_PENDING_TAINT, value_parser = taint_key)]
     pub pending_taint: String,
     /// Probe every endpoint the node's files name (as `check --root`) once per this many seconds,

@@ -8,6 +8,7 @@
 
 pub mod inventory;
 pub mod record;
+pub mod report;
 mod round;
 pub mod shard;
 

@@ -8,3 +8,4 @@ pub mod lease;
 pub mod node;
 pub mod shards;
 pub mod windows_hosts;
+pub mod windows_report;

@@ -9,6 +9,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Where the Windows Machine Config Operator keeps `windows-instances`.
 pub const DEFAULT_NAMESPACE: &str = "openshift-windows-machine-config-operator";
@@ -55,6 +57,22 @@ impl WindowsHosts {
         }
         hosts.sort();
         (hosts, skipped)
+    }
+}
+
+impl WindowsHosts {
+    /// The Windows Nodes by every name a host can have in the list: InternalIP, Hostname address
+    /// and the Node's own name (a BYOH entry may name the machine rather than its address).
+    pub fn nodes_by_address(&self) -> BTreeMap<String, Arc<Node>> {
+        let mut by = BTreeMap::new();
+        for node in self.nodes.state() {
+            let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+            for a in addresses.into_iter().flatten().filter(|a| a.type_ == "InternalIP" || a.type_ == "Hostname") {
+                by.entry(a.address.clone()).or_insert_with(|| Arc::clone(&node));
+            }
+            by.entry(node.name_any()).or_insert_with(|| Arc::clone(&node));
+        }
+        by
     }
 }
 

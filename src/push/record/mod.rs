@@ -60,7 +60,7 @@ pub struct Dest<'a> {
 }
 
 impl Dest<'_> {
-    fn key(&self, host: &Host) -> Key {
+    pub(crate) fn key(&self, host: &Host) -> Key {
         Key::new(host, self.port, self.root)
     }
 }

@@ -4,17 +4,20 @@
 //! It watches what the agents watch (the same reflectors) plus the Nodes, so `--wait` answers as
 //! soon as the last node reports, without polling.
 
+mod hosts;
+
 use super::{OutputFormat, StatusArgs};
 use crate::agent::metrics::Metrics;
 use crate::error::Error;
 use crate::inspect::fleet::{classify, Expected, State, Summary};
 use crate::policy::Policy;
+use crate::push::report::LABEL;
 use crate::source::kube::{spawn_reflector, Cluster, Watching};
 use crate::tasks::Tasks;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::runtime::{reflector::Store, watcher};
 use kube::{Api, ResourceExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,11 +49,15 @@ async fn status_async(args: &StatusArgs) -> Result<ExitCode, Error> {
     if let Some(selector) = &args.selector {
         config = config.labels(selector);
     }
-    let nodes: Store<Node> = spawn_reflector(Api::all(client), config, &watching);
+    let nodes: Store<Node> = spawn_reflector(Api::all(client.clone()), config, &watching);
+    let reports = host_reports(&client, &args.windows_namespace, &watching).await;
     drop(watching);
     let synced = async {
         cluster.wait_until_synced().await;
         let _ = nodes.wait_until_ready().await;
+        if let Some(reports) = &reports {
+            let _ = reports.wait_until_ready().await;
+        }
     };
     if tokio::time::timeout(SYNC_TIMEOUT, synced).await.is_err() {
         return Err(Error::Runtime(format!(
@@ -60,8 +67,14 @@ async fn status_async(args: &StatusArgs) -> Result<ExitCode, Error> {
     let deadline = Instant::now() + args.timeout;
     let mut refused_since: HashMap<String, Instant> = HashMap::new();
     let mut last_counts = None;
+    let mut warned = HashSet::new();
     loop {
-        let (summary, invalid) = evaluate(&cluster, &nodes);
+        let (summary, invalid, warnings) = evaluate(&cluster, &nodes, reports.as_ref(), args.selector.is_none());
+        for w in warnings {
+            if warned.insert(w.clone()) {
+                eprintln!("warning: {w}");
+            }
+        }
         let now = Instant::now();
         refused_since.retain(|name, _| summary.refused().contains(&name.as_str()));
         for name in summary.refused() {
@@ -95,22 +108,59 @@ async fn status_async(args: &StatusArgs) -> Result<ExitCode, Error> {
     }
 }
 
-/// The summary of every selected node against the current objects, and the objects' own
-/// validation errors when they do not validate.
-fn evaluate(cluster: &Cluster, nodes: &Store<Node>) -> (Summary, Option<String>) {
+/// The Windows pusher's host reports in `namespace`, watched; `None` when not asked for or not
+/// readable (said once: the Nodes are still listed).
+async fn host_reports(client: &kube::Client, namespace: &str, watching: &Watching) -> Option<Store<ConfigMap>> {
+    if namespace.is_empty() {
+        return None;
+    }
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{LABEL}=true");
+    let params = kube::api::ListParams::default().labels(&selector).limit(1);
+    match tokio::time::timeout(SYNC_TIMEOUT, api.list(&params)).await {
+        Ok(Ok(_)) => Some(spawn_reflector(api, watcher::Config::default().labels(&selector), watching)),
+        Ok(Err(e)) => {
+            eprintln!("warning: cannot read the Windows host reports in namespace {namespace:?} ({e}); hosts that are no Nodes are not listed");
+            None
+        }
+        Err(_) => {
+            eprintln!("warning: no answer listing the Windows host reports in namespace {namespace:?}; hosts that are no Nodes are not listed");
+            None
+        }
+    }
+}
+
+/// The summary of every selected node (and, without a selector, every Windows host that is no
+/// Node) against the current objects; the objects' own validation errors when they do not
+/// validate; and what was ignored in the host reports.
+fn evaluate(
+    cluster: &Cluster,
+    nodes: &Store<Node>,
+    reports: Option<&Store<ConfigMap>>,
+    all_hosts: bool,
+) -> (Summary, Option<String>, Vec<String>) {
     let (expected, invalid) = match Policy::from_inputs(&cluster.snapshot()) {
         Ok(policy) => (Some(Expected::of(&policy)), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let statuses = nodes
+    let host_rows = reports.map(|r| hosts::host_rows(&r.state(), expected.as_ref())).unwrap_or_default();
+    let mut statuses: Vec<_> = nodes
         .state()
         .iter()
         .map(|node| {
             let annotations: BTreeMap<String, String> = node.annotations().clone();
-            classify(&node.name_any(), &annotations, expected.as_ref())
+            let mut status = classify(&node.name_any(), &annotations, expected.as_ref());
+            if let Some(why) = host_rows.node_details.get(&status.name).filter(|_| status.state != State::Current) {
+                status.detail = format!("{}; {why}", status.detail);
+            }
+            status
         })
         .collect();
-    (Summary::new(expected.as_ref(), statuses), invalid)
+    // A label selector selects Nodes: hosts that are no Node are listed only without one.
+    if all_hosts {
+        statuses.extend(host_rows.rows);
+    }
+    (Summary::new(expected.as_ref(), statuses), invalid, host_rows.warnings)
 }
 
 fn counts_line(summary: &Summary) -> String {
