@@ -10,10 +10,10 @@ mod apiserver;
 mod common;
 
 use apiserver::FakeApi;
-use common::wait_until;
+use common::{status_kube as status, wait_until};
 use serde_json::{json, Value};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
 const PENDING: &str = "mirrorconf.io/registries-pending";
@@ -86,16 +86,6 @@ fn kubeconfig(api: &FakeApi) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("kubeconfig");
     api.write_kubeconfig(&path);
     (dir, path)
-}
-
-fn status(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-        .args(["status", "--kube"])
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {

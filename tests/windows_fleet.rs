@@ -13,11 +13,10 @@ mod common;
 use apiserver::FakeApi;
 use common::pusher::Pusher;
 use common::sshd::{client_key, common_free_port, Sshd};
-use common::wait_until;
+use common::{status_kube as status, wait_until};
 use serde_json::{json, Value};
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 const PENDING: &str = "mirrorconf.io/registries-pending";
 const FINGERPRINT: &str = "mirrorconf.io/policy-fingerprint";
@@ -55,16 +54,6 @@ fn report(api: &FakeApi) -> Option<(Value, Vec<Value>)> {
 fn host_state(api: &FakeApi, address: &str) -> Option<String> {
     let (_, hosts) = report(api)?;
     hosts.iter().find(|h| h["address"] == address).and_then(|h| h["state"].as_str().map(String::from))
-}
-
-fn status(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-        .args(["status", "--kube"])
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 fn rows(out: &Output) -> Vec<(String, String, String)> {

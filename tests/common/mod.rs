@@ -169,3 +169,14 @@ pub use containerd::Containerd;
 pub use meaning::{registries_meaning, MirrorMeaning, RegistryMeaning};
 #[allow(unused_imports)]
 pub use registry::{make_tls, oci_image, oci_image_with, push_image, skopeo, OciImage, Registry, Tls, TlsFiles};
+
+/// `mirrorconf status --kube ARGS` against the cluster `kubeconfig` points at.
+pub fn status_kube(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
+        .args(["status", "--kube"])
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
