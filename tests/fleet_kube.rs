@@ -117,7 +117,8 @@ fn the_taint_goes_after_the_first_apply_and_another_writers_change_survives() {
         api.node_patches().into_iter().map(|(_, p)| p).filter(|p| p["spec"]["taints"].is_array()).collect();
     assert_eq!(taint_writes.len(), 2, "{taint_writes:#?}");
     assert!(taint_writes.iter().all(|p| p["metadata"]["resourceVersion"].is_string()), "{taint_writes:#?}");
-    assert!(a.log().contains("removed the taint"), "{}", a.log());
+    // The agent logs it once the API server has answered: a moment after the server has the write.
+    wait_until(10, "the removal logged", || a.log().contains("removed the taint"));
 
     // The fingerprint the agent published is the one status computes from the objects.
     let (_k, kubeconfig) = kubeconfig(&api);
