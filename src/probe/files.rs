@@ -3,13 +3,19 @@
 //! paths relative to the node's `/`; reads from a root are bounded and never leave it.
 
 use super::auth::Credentials;
-use super::plan::CaFile;
 use crate::fileset::{check_relative_path, FileSet, MODE_PUBLIC};
 use crate::model::{read_text_limited, LimitedRead};
 use crate::render::hosts_toml::Layout;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use toml_edit::{DocumentMut, Item};
+
+/// A CA file the runtime reads for a host: its path on the node (for messages) and its text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CaFile {
+    pub path: String,
+    pub pem: Vec<u8>,
+}
 
 /// The largest file read from a root (registries.conf, hosts.toml, a CA bundle, an auth file).
 const MAX_FILE_BYTES: u64 = 1 << 20;

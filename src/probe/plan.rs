@@ -3,7 +3,7 @@
 //! with: scheme, host, the CA files it reads for the host, insecure settings, and credentials.
 
 use super::auth::Credentials;
-use super::files::NodeFiles;
+use super::files::{CaFile, NodeFiles};
 use crate::inspect::reference::ImageRef;
 use crate::inspect::{containerd, linux, Endpoint};
 use crate::model::pull_secret::PullSecret;
@@ -13,13 +13,6 @@ use crate::render::{registries_conf, Target};
 /// Where containers/image looks for a host's CA files, in order; the first folder that exists wins,
 /// with no merging, and only its `*.crt` files are CAs.
 pub const LINUX_CERT_DIRS: [&str; 2] = ["etc/containers/certs.d", crate::render::certs::DOCKER_CERTS_D];
-
-/// A CA file the runtime reads for a host: its path on the node (for messages) and its text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CaFile {
-    pub path: String,
-    pub pem: Vec<u8>,
-}
 
 /// What one probe dials and asks; equal probes run once, however many rows share them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
