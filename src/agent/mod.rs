@@ -203,13 +203,7 @@ pub async fn run(
         let reload_owed = matches!(outcome, Outcome::Applied { complete: false, .. });
         systemd.after(&outcome);
         report(outcome);
-        let retry = async {
-            if reload_owed {
-                tokio::time::sleep(RELOAD_RETRY).await
-            } else {
-                std::future::pending().await
-            }
-        };
+        let retry = crate::tasks::sleep_until_some(reload_owed.then(|| tokio::time::Instant::now() + RELOAD_RETRY));
         tokio::select! {
             _ = &mut shutdown => break,
             _ = retry => outcome = render(true).await,

@@ -184,13 +184,7 @@ impl Cluster {
             _ => None,
         };
         loop {
-            let retry = own.as_ref().and_then(OwnNode::untaint_due);
-            let untaint_retry = async move {
-                match retry {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let untaint_retry = crate::tasks::sleep_until_some(own.as_ref().and_then(OwnNode::untaint_due));
             tokio::select! {
                 outcome = outcomes.recv() => {
                     let Some(outcome) = outcome else { break };

@@ -47,20 +47,13 @@ impl WindowsReporter {
         let mut written: BTreeMap<String, String> = BTreeMap::new();
         let mut retry: Option<Instant> = None;
         loop {
-            let retry_at = retry;
-            let retry_due = async move {
-                match retry_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 changed = rounds.changed() => {
                     if changed.is_err() {
                         return;
                     }
                 }
-                _ = retry_due => {}
+                _ = crate::tasks::sleep_until_some(retry) => {}
             }
             let Some(report) = rounds.borrow_and_update().clone() else { continue };
             let complete = self.publish(&report, &mut written).await;
