@@ -6,11 +6,10 @@
 use super::{Entry, Key, Record};
 use crate::error::Error;
 use crate::push::inventory::{check_address, check_user};
-use crate::sink::local::write_atomic;
+use crate::sink::local::{read_bounded, write_atomic};
 use crate::sink::ssh::HostKey;
 use serde_json::{json, Map, Value};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "push-record.json";
@@ -61,10 +60,13 @@ impl RecordFile {
             lock.lock().map_err(io(&lock_path))?;
         }
         let shown = path.display().to_string();
-        let (record, problems) = match read_bounded(path) {
+        let (record, problems) = match read_bounded(path, MAX_BYTES) {
             Ok(None) => (Record::default(), Vec::new()),
             Ok(Some(bytes)) => parse(&shown, &bytes, now),
-            Err(reason) => (Record::default(), vec![format!("record {shown}: {reason}; it is ignored and rewritten")]),
+            Err(e) => {
+                let problem = format!("record {shown}: cannot read it: {}; it is ignored and rewritten", e.source);
+                (Record::default(), vec![problem])
+            }
         };
         Ok((RecordFile { path: path.to_path_buf(), _lock: lock }, record, problems))
     }
@@ -80,20 +82,6 @@ impl RecordFile {
         bytes.push(b'\n');
         write_atomic(&self.path, &bytes, 0o644).map_err(|source| Error::Write { path: self.path.clone(), source })
     }
-}
-
-fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    let f = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read it: {e}")),
-    };
-    let mut bytes = Vec::new();
-    f.take(MAX_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;
-    if bytes.len() as u64 > MAX_BYTES {
-        return Err(format!("larger than {MAX_BYTES} bytes (the limit)"));
-    }
-    Ok(Some(bytes))
 }
 
 fn to_json(k: &Key, e: &Entry) -> Value {

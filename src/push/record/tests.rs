@@ -201,3 +201,20 @@ fn the_file_round_trips_and_is_locked() {
     let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2, "a temp file was left: {names:?}");
 }
+
+#[test]
+fn a_record_past_the_size_limit_is_not_read_and_is_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("push-record.json");
+    // Sparse: 32 MiB + 1 byte of zeros, costing no disk.
+    std::fs::File::create(&path).unwrap().set_len(super::file::MAX_BYTES + 1).unwrap();
+    let (file, r, problems) = RecordFile::open(&path, 10).unwrap();
+    assert!(r.entries.is_empty());
+    let want = format!(
+        "record {}: cannot read it: larger than 33554432 bytes (the limit); it is ignored and rewritten",
+        path.display()
+    );
+    assert_eq!(problems, [want]);
+    file.save(&r).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() < 100);
+}
