@@ -7,6 +7,7 @@
 //! admins), so the taint is removed with an optimistic-concurrency patch: the Node as read, minus
 //! our taint, applied only if nobody changed the Node in between; a conflict reads it again.
 
+use super::{bounded, CallError};
 use crate::agent::Outcome;
 use crate::inspect::fleet::annotations::{FILES_DIGEST, FINGERPRINT, INPUT, TARGETS};
 use crate::render::Target;
@@ -20,26 +21,15 @@ use tokio::time::Instant;
 /// The taint nodes carry until their registry files are in place.
 pub const DEFAULT_PENDING_TAINT: &str = "mirrorconf.io/registries-pending";
 
-/// Every call to the API server is bounded; a slow one is retried later, not waited on forever.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Conflicts in a row before giving up until the next attempt.
 const CONFLICT_RETRIES: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("the API server did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("{0}")]
-    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Call(#[from] CallError),
     #[error("the Node kept changing under us ({0} conflicts in a row)")]
     Conflicts(usize),
-}
-
-async fn bounded<T>(call: impl std::future::Future<Output = Result<T, kube::Error>>) -> Result<T, NodeError> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(NodeError::Timeout(CALL_TIMEOUT)),
-    }
 }
 
 /// One Node, as its agent sees it.
@@ -88,10 +78,10 @@ impl NodeHandle {
             });
             match bounded(self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))).await {
                 Ok(_) => return Ok(Untainted::Removed),
-                Err(NodeError::Api(kube::Error::Api(status))) if status.code == 409 => {
+                Err(CallError::Api(kube::Error::Api(status))) if status.code == 409 => {
                     tracing::debug!(node = %self.name, "the Node changed while removing the taint; reading it again");
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(NodeError::Conflicts(CONFLICT_RETRIES))

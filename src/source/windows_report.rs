@@ -10,6 +10,7 @@
 
 use super::node::{NodeHandle, Untainted};
 use super::windows_hosts::WindowsHosts;
+use super::{bounded, CallError};
 use crate::inspect::fleet::annotations::{FILES_DIGEST, FINGERPRINT, INPUT, TARGETS};
 use crate::push::report::{HostReport, HostState, RoundReport, DATA_KEY, LABEL};
 use crate::render::Target;
@@ -23,8 +24,6 @@ use tokio::time::Instant;
 
 /// A failed publication is tried again this much later.
 const RETRY: Duration = Duration::from_secs(5);
-/// Every call to the API server is bounded.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The ConfigMap that holds shard `shard`'s host report.
 pub fn report_name(lease_name: &str, shard: usize) -> String {
@@ -136,20 +135,9 @@ impl WindowsReporter {
 
     /// Creates or replaces the report ConfigMap (a replace carries the resourceVersion read, so a
     /// concurrent writer makes it fail rather than be overwritten).
-    async fn write_report(&self, name: &str, json: String) -> Result<(), String> {
+    async fn write_report(&self, name: &str, json: String) -> Result<(), CallError> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let bounded = |what: &'static str| {
-            move |r: Result<Result<ConfigMap, kube::Error>, _>| match r {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("{what}: {e}")),
-                Err(_) => Err(format!("{what}: no answer within {CALL_TIMEOUT:?}")),
-            }
-        };
-        let existing = match tokio::time::timeout(CALL_TIMEOUT, api.get_opt(name)).await {
-            Ok(Ok(existing)) => existing,
-            Ok(Err(e)) => return Err(format!("get: {e}")),
-            Err(_) => return Err(format!("get: no answer within {CALL_TIMEOUT:?}")),
-        };
+        let existing = bounded(api.get_opt(name)).await?;
         let mut cm = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
@@ -165,11 +153,12 @@ impl WindowsReporter {
         };
         let pp = PostParams::default();
         match existing {
-            None => bounded("create")(tokio::time::timeout(CALL_TIMEOUT, api.create(&pp, &cm)).await),
+            None => bounded(api.create(&pp, &cm)).await?,
             Some(existing) => {
                 cm.metadata.resource_version = existing.metadata.resource_version;
-                bounded("replace")(tokio::time::timeout(CALL_TIMEOUT, api.replace(name, &pp, &cm)).await)
+                bounded(api.replace(name, &pp, &cm)).await?
             }
-        }
+        };
+        Ok(())
     }
 }
