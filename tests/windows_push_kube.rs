@@ -198,3 +198,32 @@ fn a_candidate_judges_expiry_by_what_it_observed_not_by_the_holders_clock() {
     }
     assert!(!b.log_text().contains("became the leader"), "{}", b.log_text());
 }
+
+#[test]
+fn a_leader_whose_api_server_stops_answering_steps_down_within_the_renew_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = client_key(dir.path());
+    let ips = ["127.0.0.8"];
+    let port = common_free_port(&ips);
+    let host = Sshd::start(ips[0], port, &dir.path().join(ips[0]), &key);
+    fs::write(dir.path().join("known_hosts"), host.known_hosts_line()).unwrap();
+    let api = FakeApi::start();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    api.apply(idms("mirror-one.local"));
+    api.apply(inventory(&ips));
+    // Lease duration 3 s: renewed every 0.4 s, stepping down after 2 s without a renewal.
+    let a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &["--lease-duration", "3"]);
+    wait_until(30, "the first push", || hosts_toml(&host).is_some_and(|t| t.contains("mirror-one.local")));
+    // The API server takes Lease requests and never answers (kube's own read timeout is minutes).
+    api.hang("leases");
+    let hung_at = std::time::Instant::now();
+    wait_until(10, "pusher-a stepping down", || a.log_text().contains("no renewal within the renew deadline"));
+    assert!(hung_at.elapsed() < std::time::Duration::from_secs(5), "stepped down only after {:?}", hung_at.elapsed());
+    let logins_at_loss = logins(&host);
+    api.apply(idms("mirror-two.local"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(logins(&host), logins_at_loss, "a replica that lost its Lease pushed:\n{}", a.log_text());
+    assert!(hosts_toml(&host).is_some_and(|t| t.contains("mirror-one.local")));
+    api.answer("leases");
+}

@@ -9,6 +9,7 @@
 //! clock, never by comparing the holder's `renewTime` with the local clock: two nodes whose clocks
 //! disagree cannot both believe they hold a Lease.
 
+use super::CallError;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
@@ -87,9 +88,18 @@ impl Leases {
         &self.identity
     }
 
+    /// `call`, given at most one retry period: a hung API server must not hold the keeper past
+    /// its renew deadline, where it steps down.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, CallError> {
+        super::bounded_by(self.timing.retry, call).await
+    }
+
     /// Reads Lease `name` and judges who holds it.
-    pub async fn look(&self, name: &str) -> Result<(Option<Lease>, Seen), kube::Error> {
-        let Some(lease) = self.api.get_opt(name).await? else { return Ok((None, Seen::Free)) };
+    pub async fn look(&self, name: &str) -> Result<(Option<Lease>, Seen), CallError> {
+        let Some(lease) = self.bounded(self.api.get_opt(name)).await? else { return Ok((None, Seen::Free)) };
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
         // The whole record (holder, times, resourceVersion): any renewal changes it.
@@ -107,7 +117,7 @@ impl Leases {
 
     /// Takes or renews Lease `name`, as [`Leases::look`] returned it. `Ok(true)`: held now;
     /// `Ok(false)`: someone else changed it first.
-    pub async fn take(&self, name: &str, current: Option<Lease>) -> Result<bool, kube::Error> {
+    pub async fn take(&self, name: &str, current: Option<Lease>) -> Result<bool, CallError> {
         let now = Timestamp::now();
         let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
             holder_identity: Some(self.identity.clone()),
@@ -123,19 +133,19 @@ impl Leases {
                     metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
                     spec: Some(spec(0, None)),
                 };
-                self.api.create(&PostParams::default(), &lease).await
+                self.bounded(self.api.create(&PostParams::default(), &lease)).await
             }
             Some(mut lease) => {
                 let current = lease.spec.clone().unwrap_or_default();
                 let ours = current.holder_identity.as_deref() == Some(self.identity.as_str());
                 let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!ours);
                 lease.spec = Some(spec(transitions, if ours { current.acquire_time } else { None }));
-                self.api.replace(name, &PostParams::default(), &lease).await
+                self.bounded(self.api.replace(name, &PostParams::default(), &lease)).await
             }
         };
         match result {
             Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(CallError::Api(kube::Error::Api(e))) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -143,14 +153,14 @@ impl Leases {
     /// Gives Lease `name` up so another replica can take it at once (as client-go's
     /// ReleaseOnCancel). Only a Lease this replica holds is touched.
     pub async fn release(&self, name: &str) {
-        let Ok(Some(mut lease)) = self.api.get_opt(name).await else { return };
+        let Ok(Some(mut lease)) = self.bounded(self.api.get_opt(name)).await else { return };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
             return;
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
-        if let Err(e) = self.api.replace(name, &PostParams::default(), &lease).await {
+        if let Err(e) = self.bounded(self.api.replace(name, &PostParams::default(), &lease)).await {
             tracing::warn!(lease = %name, "cannot release the Lease: {e}");
         }
     }

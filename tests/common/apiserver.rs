@@ -55,6 +55,8 @@ struct State_ {
     requests: u64,
     /// (plural, name) -> a change another writer makes right after the next GET of it.
     after_get: HashMap<(String, String), Change>,
+    /// Resources (plural) whose requests get no answer, as from a hung API server.
+    hung: std::collections::HashSet<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -268,6 +270,16 @@ impl FakeApi {
         self.state.lock().unwrap().after_get.insert((plural.to_string(), name.to_string()), Box::new(change));
     }
 
+    /// Requests for `plural` (watches aside) get no answer until [`FakeApi::answer`]: the
+    /// connection stays open and silent, as with a hung API server.
+    pub fn hang(&self, plural: &str) {
+        self.state.lock().unwrap().hung.insert(plural.to_string());
+    }
+
+    pub fn answer(&self, plural: &str) {
+        self.state.lock().unwrap().hung.remove(plural);
+    }
+
     pub fn requests(&self) -> u64 {
         self.state.lock().unwrap().requests
     }
@@ -289,6 +301,10 @@ async fn handle(
     };
     let key: Key = (gv.clone(), ns.clone(), plural.clone());
     api.state.lock().unwrap().requests += 1;
+    let watching = matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
+    while !watching && api.state.lock().unwrap().hung.contains(&plural) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     match (method, name) {
         (Method::GET, None) if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) => watch(api, key, q),
         (Method::GET, None) => {
