@@ -213,3 +213,22 @@ fn a_failed_reload_keeps_the_taint_until_it_succeeds() {
     wait_until(30, "the taint removed after the retried reload", || taint_keys(&api, "node-1").is_empty());
     assert!(annotation(&api, "node-1", "mirrorconf.io/policy-fingerprint").is_some_and(|f| f.starts_with("sha256:")));
 }
+
+#[test]
+fn an_event_the_api_server_never_answers_does_not_hold_up_the_node_report() {
+    let api = FakeApi::start();
+    api.apply(idms("bad", "Bad Source!", "m1.corp/release"));
+    api.apply(node("node-1", json!([{"key": PENDING, "effect": "NoSchedule"}])));
+    // Every Event the agent publishes hangs: the refusal's Warning waits on a silent server.
+    api.hang("events");
+    let a = Agent::start(&api, "node-1", &[]);
+    wait_until(20, "the refusal published", || {
+        annotation(&api, "node-1", "mirrorconf.io/input").as_deref() == Some("refused")
+    });
+    // The fix comes while the Event is still unanswered: within the call bound (10 s), not kube's
+    // minutes-long read timeout, the node is reported and untainted.
+    api.apply(idms("bad", "quay.io/release", "m1.corp/release"));
+    wait_until(30, "the taint removed", || taint_keys(&api, "node-1").is_empty());
+    assert!(a.log().contains("cannot publish an Event: the API server did not answer within 10s"), "{}", a.log());
+    api.answer("events");
+}

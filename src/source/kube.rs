@@ -222,7 +222,7 @@ impl Cluster {
                 action: "Render".into(),
                 secondary: None,
             };
-            if let Err(e) = recorder.publish(&event, &reference).await {
+            if let Err(e) = super::bounded(recorder.publish(&event, &reference)).await {
                 tracing::warn!(%object, "cannot publish an Event: {e}");
             }
         }
@@ -263,7 +263,7 @@ impl Cluster {
             };
             let event =
                 Event { type_, reason: reason.into(), note: Some(note), action: "Probe".into(), secondary: None };
-            if let Err(e) = recorder.publish(&event, reference).await {
+            if let Err(e) = super::bounded(recorder.publish(&event, reference)).await {
                 tracing::warn!(endpoint = %change.endpoint, "cannot publish an Event: {e}");
             }
         }
