@@ -11,7 +11,7 @@ use common::kustomize::{build, build_overlay, docs, of_kind, pods, repo, strings
 use mirrorconf::cli::{Cli, Command, RunArgs};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Every variant: its folder, whether it installs the CRDs, and its workloads.
 const VARIANTS: &[(&str, bool, &[&str])] = &[
@@ -47,21 +47,32 @@ fn run_args(container: &Value) -> RunArgs {
     run
 }
 
-#[test]
-fn every_kustomization_under_deploy_is_a_tested_variant_or_a_part() {
-    let parts = ["base", "api"];
-    let mut found = Vec::new();
-    let mut stack = vec![repo("deploy")];
+/// Every file below `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.file_name().unwrap() == "kustomization.yaml" {
-                let rel = p.parent().unwrap().strip_prefix(repo("deploy")).unwrap().to_string_lossy().into_owned();
-                let kind = docs(&std::fs::read_to_string(&p).unwrap())[0]["kind"].as_str().unwrap().to_string();
-                found.push((rel, kind));
+            } else {
+                files.push(p);
             }
+        }
+    }
+    files
+}
+
+#[test]
+fn every_kustomization_under_deploy_is_a_tested_variant_or_a_part() {
+    let parts = ["base", "api"];
+    let mut found = Vec::new();
+    for p in files_under(&repo("deploy")) {
+        if p.file_name().unwrap() == "kustomization.yaml" {
+            let rel = p.parent().unwrap().strip_prefix(repo("deploy")).unwrap().to_string_lossy().into_owned();
+            let kind = docs(&std::fs::read_to_string(&p).unwrap())[0]["kind"].as_str().unwrap().to_string();
+            found.push((rel, kind));
         }
     }
     for (rel, kind) in &found {
@@ -305,17 +316,7 @@ fn the_systemd_unit_is_hardened_and_runs_the_agent() {
 #[test]
 fn nothing_points_at_a_registry_or_site_that_does_not_exist() {
     let mut files = vec![repo("Containerfile"), repo("README.md"), repo("systemd/mirrorconf.service")];
-    let mut stack = vec![repo("deploy")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
+    files.extend(files_under(&repo("deploy")));
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         for bad in ["ghcr.io", "quay.io/mirrorconf", "github.com/mirrorconf", "mirrorconf.io/docs"] {
