@@ -8,12 +8,12 @@ mod apiserver;
 mod common;
 
 use apiserver::FakeApi;
+use common::kube_agent::KubeAgent;
 use common::{free_port, http_get, metric, wait_until};
 use serde_json::{json, Value};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 fn idms(name: &str, source: &str, mirror: &str) -> Value {
     json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageDigestMirrorSet", "metadata": {"name": name},
@@ -32,17 +32,16 @@ fn ca_config_map(name: &str, key: &str) -> Value {
            "data": {key: cert}})
 }
 
+/// The agent of node-1, serving /metrics on a port of its own.
 struct Agent {
-    child: Child,
+    agent: KubeAgent,
     addr: SocketAddr,
-    root: tempfile::TempDir,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Agent {
+    type Target = KubeAgent;
+    fn deref(&self) -> &KubeAgent {
+        &self.agent
     }
 }
 
@@ -56,41 +55,17 @@ impl Agent {
         if api.get("v1", "Node", "", "node-1").is_none() {
             api.apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}));
         }
-        let dir = tempfile::tempdir().unwrap();
-        let root = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        api.write_kubeconfig(&kubeconfig);
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().unwrap();
-        let log = fs::File::create(dir.path().join("agent.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-            .args(["run", "--kube", "--root"])
-            .arg(root.path())
-            .args(["--listen", &addr.to_string()])
-            .args(extra)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("NODE_NAME", "node-1")
-            .env("RUST_LOG", "mirrorconf=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let a = Agent { child, addr, root, _dir: dir };
+        let listen = ["--listen".to_string(), addr.to_string()];
+        let args: Vec<&str> = listen.iter().map(String::as_str).chain(extra.iter().copied()).collect();
+        let a = Agent { agent: KubeAgent::start(|path| api.write_kubeconfig(path), "node-1", &args), addr };
         wait_until(30, "readyz", || http_get(a.addr, "/readyz").is_some_and(|(s, _)| s == 200));
         a
-    }
-
-    fn conf(&self) -> String {
-        fs::read_to_string(self.root.path().join("etc/containers/registries.conf")).unwrap_or_default()
     }
 
     fn metric(&self, name: &str) -> f64 {
         let (_, body) = http_get(self.addr, "/metrics").expect("metrics");
         metric(&body, name).unwrap_or_else(|| panic!("no {name} in\n{body}"))
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self._dir.path().join("agent.log")).unwrap_or_default()
     }
 }
 

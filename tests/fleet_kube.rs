@@ -10,11 +10,12 @@ mod apiserver;
 mod common;
 
 use apiserver::FakeApi;
+use common::kube_agent::KubeAgent;
 use common::{status_kube as status, wait_until};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
 const PENDING: &str = "mirrorconf.io/registries-pending";
 
@@ -36,49 +37,9 @@ fn annotation(api: &FakeApi, name: &str, key: &str) -> Option<String> {
     api.get("v1", "Node", "", name)?["metadata"]["annotations"][key].as_str().map(String::from)
 }
 
-/// A `mirrorconf run --kube` agent for one node.
-struct Agent {
-    child: Child,
-    root: tempfile::TempDir,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Agent {
-    fn start(api: &FakeApi, node: &str, extra: &[&str]) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let root = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        api.write_kubeconfig(&kubeconfig);
-        let log = fs::File::create(dir.path().join("agent.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-            .args(["run", "--kube", "--root"])
-            .arg(root.path())
-            .args(extra)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("NODE_NAME", node)
-            .env("RUST_LOG", "mirrorconf=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Agent { child, root, dir }
-    }
-
-    fn conf(&self) -> String {
-        fs::read_to_string(self.root.path().join("etc/containers/registries.conf")).unwrap_or_default()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
-    }
+/// A `mirrorconf run --kube` agent for `node`.
+fn agent(api: &FakeApi, node: &str, extra: &[&str]) -> KubeAgent {
+    KubeAgent::start(|path| api.write_kubeconfig(path), node, extra)
 }
 
 fn kubeconfig(api: &FakeApi) -> (tempfile::TempDir, PathBuf) {
@@ -108,7 +69,7 @@ fn the_taint_goes_after_the_first_apply_and_another_writers_change_survives() {
             .unwrap()
             .push(json!({"key": "example.com/other-writer", "effect": "NoSchedule"}));
     });
-    let a = Agent::start(&api, "node-1", &[]);
+    let a = agent(&api, "node-1", &[]);
     wait_until(20, "the taint removed", || !taint_keys(&api, "node-1").contains(&PENDING.to_string()));
     assert!(a.conf().contains("m1.corp/release"), "the files were in place before the taint went");
     assert_eq!(taint_keys(&api, "node-1"), ["node.kubernetes.io/not-ready", "example.com/other-writer"]);
@@ -135,7 +96,7 @@ fn a_refused_input_keeps_the_taint_and_status_names_the_node() {
     api.apply(idms("bad", "Bad Source!", "m1.corp/release"));
     api.apply(node("node-1", json!([{"key": PENDING, "effect": "NoSchedule"}])));
     api.apply(node("node-2", json!([])));
-    let a = Agent::start(&api, "node-1", &[]);
+    let a = agent(&api, "node-1", &[]);
     wait_until(20, "the refusal published", || {
         annotation(&api, "node-1", "mirrorconf.io/input").as_deref() == Some("refused")
     });
@@ -174,7 +135,7 @@ fn status_wait_returns_when_the_last_node_reports() {
     for n in nodes {
         api.apply(node(n, json!([])));
     }
-    let agents: Vec<Agent> = nodes.iter().map(|n| Agent::start(&api, n, &["--pending-taint", ""])).collect();
+    let agents: Vec<KubeAgent> = nodes.iter().map(|n| agent(&api, n, &["--pending-taint", ""])).collect();
     let (_k, kubeconfig) = kubeconfig(&api);
     wait_until(20, "all current", || status(&kubeconfig, &[]).status.success());
 
@@ -203,7 +164,7 @@ fn a_failed_reload_keeps_the_taint_until_it_succeeds() {
     let ok = scripts.path().join("runtime-up");
     fs::write(&hook, format!("#!/bin/sh\ntest -e {}\n", ok.display())).unwrap();
     fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let a = Agent::start(&api, "node-1", &["--on-change", hook.to_str().unwrap()]);
+    let a = agent(&api, "node-1", &["--on-change", hook.to_str().unwrap()]);
     wait_until(20, "a failed reload", || a.log().contains("reload failed"));
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(taint_keys(&api, "node-1"), [PENDING], "files written but the runtime not told: still pending");
@@ -221,7 +182,7 @@ fn an_event_the_api_server_never_answers_does_not_hold_up_the_node_report() {
     api.apply(node("node-1", json!([{"key": PENDING, "effect": "NoSchedule"}])));
     // Every Event the agent publishes hangs: the refusal's Warning waits on a silent server.
     api.hang("events");
-    let a = Agent::start(&api, "node-1", &[]);
+    let a = agent(&api, "node-1", &[]);
     wait_until(20, "the refusal published", || {
         annotation(&api, "node-1", "mirrorconf.io/input").as_deref() == Some("refused")
     });

@@ -154,6 +154,7 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 }
 pub mod containerd;
 pub mod fleet;
+pub mod kube_agent;
 pub mod kustomize;
 pub mod meaning;
 pub mod mirrors;
