@@ -201,6 +201,12 @@ fn a_candidate_judges_expiry_by_what_it_observed_not_by_the_holders_clock() {
 
 #[test]
 fn a_leader_whose_api_server_stops_answering_steps_down_within_the_renew_deadline() {
+    // One shard, and eight: a tick of eight makes some twenty calls, each bounded by itself.
+    steps_down_when_the_api_server_goes_silent("1");
+    steps_down_when_the_api_server_goes_silent("8");
+}
+
+fn steps_down_when_the_api_server_goes_silent(shards: &str) {
     let dir = tempfile::tempdir().unwrap();
     let key = client_key(dir.path());
     let ips = ["127.0.0.8"];
@@ -213,17 +219,26 @@ fn a_leader_whose_api_server_stops_answering_steps_down_within_the_renew_deadlin
     api.apply(idms("mirror-one.local"));
     api.apply(inventory(&ips));
     // Lease duration 3 s: renewed every 0.4 s, stepping down after 2 s without a renewal.
-    let a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &["--lease-duration", "3"]);
+    let a =
+        Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &["--lease-duration", "3", "--shards", shards]);
     wait_until(30, "the first push", || hosts_toml(&host).is_some_and(|t| t.contains("mirror-one.local")));
     // The API server takes Lease requests and never answers (kube's own read timeout is minutes).
     api.hang("leases");
     let hung_at = std::time::Instant::now();
-    wait_until(10, "pusher-a stepping down", || a.log_text().contains("no renewal within the renew deadline"));
-    assert!(hung_at.elapsed() < std::time::Duration::from_secs(5), "stepped down only after {:?}", hung_at.elapsed());
+    let n: usize = shards.parse().unwrap();
+    let stepped_down = |a: &Pusher| a.log_text().matches("no renewal within the renew deadline; stepping down").count();
+    wait_until(10, "pusher-a giving up every shard", || stepped_down(&a) == n);
+    let after = hung_at.elapsed();
+    assert!(after < std::time::Duration::from_secs(5), "--shards {shards}: stepped down only after {after:?}");
     let logins_at_loss = logins(&host);
     api.apply(idms("mirror-two.local"));
     std::thread::sleep(std::time::Duration::from_secs(3));
-    assert_eq!(logins(&host), logins_at_loss, "a replica that lost its Lease pushed:\n{}", a.log_text());
+    assert_eq!(
+        logins(&host),
+        logins_at_loss,
+        "--shards {shards}: a replica that lost its Lease pushed:\n{}",
+        a.log_text()
+    );
     assert!(hosts_toml(&host).is_some_and(|t| t.contains("mirror-one.local")));
     api.answer("leases");
 }

@@ -14,7 +14,7 @@ use crate::push::Gate;
 use k8s_openapi::api::coordination::v1::Lease;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 struct Holding {
@@ -82,7 +82,14 @@ impl ShardKeeper {
         tokio::pin!(stop);
         let mut stopping = false;
         loop {
-            self.tick(stopping).await;
+            // A tick makes a few calls per shard; each is bounded, but with many shards and a
+            // silent API server they add up. The tick as a whole gets only the time left before
+            // the first held shard's renew deadline, after which that shard is given up.
+            let budget = self.until_first_deadline();
+            if tokio::time::timeout(budget, self.tick(stopping)).await.is_err() {
+                tracing::warn!("the API server did not answer within the renew deadline");
+                self.step_down_overdue();
+            }
             self.publish(&tx);
             if stopping && self.held.is_empty() {
                 if let Some((j, _)) = self.member.take() {
@@ -119,7 +126,6 @@ impl ShardKeeper {
     /// Renews every held shard; steps down from one another replica took, or that could not be
     /// renewed for the renew deadline.
     async fn renew(&mut self, seen: &mut [Option<(Option<Lease>, Seen)>]) {
-        let deadline = self.leases.timing.renew_deadline;
         let mut lost = Vec::new();
         for (&i, h) in self.held.iter_mut() {
             let name = if self.shards == 1 { self.name.clone() } else { format!("{}-{i}", self.name) };
@@ -140,14 +146,33 @@ impl ShardKeeper {
                 }
                 None => {}
             }
-            if h.renewed.elapsed() >= deadline {
-                tracing::warn!(lease = %name, "no renewal within the renew deadline; stepping down");
-                lost.push(i);
-            }
         }
         for i in lost {
             if let Some(h) = self.held.remove(&i) {
                 // The host being written finishes its atomic replace; no other host of it starts.
+                h.gate.close();
+            }
+        }
+        self.step_down_overdue();
+    }
+
+    /// How long until the first held shard reaches its renew deadline (a whole lease duration
+    /// when none is held).
+    fn until_first_deadline(&self) -> Duration {
+        let deadline = self.leases.timing.renew_deadline;
+        let left = self.held.values().map(|h| deadline.saturating_sub(h.renewed.elapsed())).min();
+        left.unwrap_or(self.leases.timing.duration)
+    }
+
+    /// Gives up every shard not renewed within the renew deadline: it has stopped before anyone
+    /// else may take the Lease.
+    fn step_down_overdue(&mut self) {
+        let deadline = self.leases.timing.renew_deadline;
+        let overdue: Vec<usize> =
+            self.held.iter().filter(|(_, h)| h.renewed.elapsed() >= deadline).map(|(i, _)| *i).collect();
+        for i in overdue {
+            tracing::warn!(lease = %self.shard_name(i), "no renewal within the renew deadline; stepping down");
+            if let Some(h) = self.held.remove(&i) {
                 h.gate.close();
             }
         }
