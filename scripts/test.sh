@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, golden, property and real-client tests (skopeo, docker-registry,
-# containerd, sshd, openssl on loopback; systemd-analyze for the unit; kubectl kustomize, promtool, the shells and groff for the
-# packaging), then a bounded run of every fuzz target. Installs the Debian packages those tests need
+# containerd, sshd, openssl on loopback; a real kube-apiserver and etcd; systemd-analyze for the
+# unit; kubectl kustomize, promtool, the shells and groff for the packaging), then a bounded run of every fuzz target. Installs the Debian packages those tests need
 # when they are missing (needs root for that), then runs cargo test. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,13 +39,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$cleanup_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
-# kubectl builds the kustomize variants in tests/deploy*.rs. Debian does not package it, so it is not
-# installed here: it must be kubectl 1.27 or newer (its built-in kustomize v5).
-kubectl_minor=$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -n1 || true)
-if [ -z "$kubectl_minor" ] || [ "$kubectl_minor" -lt 27 ]; then
-  echo "scripts/test.sh: the deploy tests need kubectl 1.27 or newer (kustomize v5) on PATH; found: $(kubectl version --client 2>&1 | head -n1)" >&2
-  exit 1
-fi
+# The real control plane (kube-apiserver, etcd) and kubectl the cluster tests run, built from the
+# pinned Go module in realparts/ into a cache keyed by version (rebuilt only when a pin changes).
+# Go is needed for the tests only; the product is one Rust binary.
+realparts_bin=$(scripts/realparts.sh)
+export PATH="$realparts_bin:$PATH"
 
 cargo test --locked "$@"
 

@@ -1,6 +1,6 @@
 //! `kubectl kustomize`, run for real on the folders under deploy/. The tests need kubectl 1.27 or
 //! newer (its built-in kustomize v5: components, `patches`, generator labels); a missing or older
-//! kubectl fails them. scripts/test.sh checks for it first, since Debian does not package it.
+//! kubectl fails them. scripts/test.sh builds it (scripts/realparts.sh), since Debian does not package it.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -152,6 +152,7 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
+pub mod cluster;
 pub mod containerd;
 pub mod fleet;
 pub mod kube_agent;

@@ -1,0 +1,251 @@
+//! The node agent as its DaemonSet runs it, against a real kube-apiserver (tests/common/cluster.rs):
+//! the variant applied with `kubectl apply -k`, the agent started with its DaemonSet's container
+//! args, authenticated as its ServiceAccount with only the shipped RBAC, by a token bound to a Pod
+//! on its Node as the kubelet would give it. What the server saw is read from its audit log.
+
+mod common;
+
+use common::cluster::ControlPlane;
+use common::kube_agent::KubeAgent;
+use common::{free_port, http_get, kustomize, status_kube, wait_until};
+use serde_json::{json, Value};
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+const PENDING: &str = "mirrorconf.io/registries-pending";
+const SA: &str = "system:serviceaccount:mirrorconf:mirrorconf";
+
+fn idms(name: &str, source: &str, mirror: &str) -> Value {
+    json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageDigestMirrorSet", "metadata": {"name": name},
+           "spec": {"imageDigestMirrors": [{"source": source, "mirrors": [mirror]}]}})
+}
+
+fn taint_keys(cp: &ControlPlane, node: &str) -> Vec<String> {
+    let n = cp.get("v1", "Node", "", node).expect("the node");
+    n["spec"]["taints"].as_array().into_iter().flatten().map(|t| t["key"].as_str().unwrap().to_string()).collect()
+}
+
+fn annotation(cp: &ControlPlane, node: &str, key: &str) -> Option<String> {
+    cp.get("v1", "Node", "", node)?["metadata"]["annotations"][key].as_str().map(String::from)
+}
+
+/// A stand-in for CRI-O's process (its `comm` is `crio`) that records each SIGHUP, so that
+/// `--reload-crio` has a process to signal; the real CRI-O is in the runtimes' tests.
+struct FakeCrio {
+    child: Child,
+    hups: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeCrio {
+    fn start() -> FakeCrio {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("crio");
+        let hups = dir.path().join("hups");
+        fs::write(
+            &script,
+            format!("#!/bin/bash\ntrap 'echo hup >> {}' HUP\nwhile :; do sleep 0.05; done\n", hups.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let child = Command::new(&script).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+        let comm = format!("/proc/{}/comm", child.id());
+        wait_until(5, "the stand-in's comm", || fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "crio"));
+        FakeCrio { child, hups, _dir: dir }
+    }
+
+    fn hups(&self) -> usize {
+        fs::read_to_string(&self.hups).unwrap_or_default().lines().count()
+    }
+}
+
+impl Drop for FakeCrio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The DaemonSet of a variant, as `kubectl kustomize` builds it.
+fn daemonset(variant: &str) -> Value {
+    kustomize::build(&kustomize::repo(&format!("deploy/kubernetes/{variant}")))
+        .into_iter()
+        .find(|o| o["kind"] == "DaemonSet")
+        .expect("the variant's DaemonSet")
+}
+
+/// The Pod the DaemonSet controller would make on `node` (no controller-manager runs here), as
+/// the admin creates it; its uid binds the agent's token.
+fn pod_on(cp: &ControlPlane, ds: &Value, node: &str) -> String {
+    let mut spec = ds["spec"]["template"]["spec"].clone();
+    spec["nodeName"] = json!(node);
+    let name = format!("mirrorconf-{node}");
+    cp.apply(json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "mirrorconf", "labels": ds["spec"]["template"]["metadata"]["labels"]},
+                    "spec": spec}));
+    name
+}
+
+/// The agent with the DaemonSet's own container args (the host root and the listen address
+/// moved to this test's), as the ServiceAccount, with a token bound to its Pod.
+fn start_agent(cp: &ControlPlane, ds: &Value, node: &str, root_flag_value: &str) -> (KubeAgent, std::net::SocketAddr) {
+    let pod = pod_on(cp, ds, node);
+    let token = cp.token("mirrorconf", "mirrorconf", Some(&pod));
+    let container = &ds["spec"]["template"]["spec"]["containers"][0];
+    let mut args: Vec<String> =
+        container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    assert_eq!(&args[..3], ["run", "--kube", "--root"], "the DaemonSet runs the node agent: {args:?}");
+    assert_eq!(args[3], root_flag_value);
+    // KubeAgent passes `run --kube --root <its temp root>` itself.
+    args.drain(..4);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().unwrap();
+    let listen = args.iter().position(|a| a == "--listen").expect("--listen");
+    args[listen + 1] = addr.to_string();
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = KubeAgent::start(|path| cp.write_token_kubeconfig(path, &token), node, &extra);
+    wait_until(30, "readyz", || http_get(addr, "/readyz").is_some_and(|(s, _)| s == 200));
+    (agent, addr)
+}
+
+fn forbidden(cp: &ControlPlane, user: &str) -> Vec<String> {
+    cp.requests_by(user)
+        .into_iter()
+        .filter(|e| e["responseStatus"]["code"] == 403)
+        .map(|e| format!("{} {} {:?}", e["verb"], e["requestURI"], e["responseStatus"]["message"]))
+        .collect()
+}
+
+#[test]
+fn the_crio_agent_as_its_daemonset_runs_it() {
+    let cp = ControlPlane::start();
+    let crio = FakeCrio::start();
+    cp.kubectl_ok(&["apply", "--server-side", "-k", kustomize::repo("deploy/kubernetes/crio").to_str().unwrap()]);
+    cp.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+    cp.apply(idms("release", "quay.io/release", "m1.corp/release"));
+    // The kubelet registers the node with the taint (--register-with-taints); another's taint too.
+    cp.node(
+        "node-1",
+        json!({"spec": {"taints": [{"key": PENDING, "effect": "NoSchedule"}, {"key": "other.io/keep", "effect": "NoSchedule"}]}}),
+    );
+    cp.node("node-2", json!({}));
+
+    let ds = daemonset("crio");
+    // --reload-crio finds CRI-O in this machine's /proc: the stand-in is there.
+    let (agent, addr) = start_agent(&cp, &ds, "node-1", "/host");
+    let conf = |a: &KubeAgent| a.conf();
+
+    // First apply: files, then the taint goes (and only ours), then the annotations.
+    wait_until(30, "the first render", || conf(&agent).contains("m1.corp/release"));
+    wait_until(30, "the pending taint lifted", || !taint_keys(&cp, "node-1").contains(&PENDING.to_string()));
+    assert_eq!(taint_keys(&cp, "node-1"), ["other.io/keep"], "another writer's taint stays");
+    wait_until(30, "the annotations", || annotation(&cp, "node-1", "mirrorconf.io/policy-fingerprint").is_some());
+    assert!(crio.hups() >= 1, "CRI-O was reloaded after registries.conf changed");
+    let first = annotation(&cp, "node-1", "mirrorconf.io/policy-fingerprint").unwrap();
+
+    // A change followed.
+    cp.apply(idms("release", "quay.io/release", "m2.corp/release"));
+    wait_until(30, "the change", || {
+        conf(&agent).contains("m2.corp/release") && !conf(&agent).contains("m1.corp/release")
+    });
+    wait_until(30, "the new fingerprint", || {
+        annotation(&cp, "node-1", "mirrorconf.io/policy-fingerprint").is_some_and(|f| f != first)
+    });
+
+    // `status --wait` as the admin: node-1 current, node-2 runs no agent (selected out by label).
+    cp.merge_patch("v1", "Node", "", "node-1", json!({"metadata": {"labels": {"pool": "mirrors"}}}));
+    let out = status_kube(&cp.kubeconfig(), &["-l", "pool=mirrors", "--wait", "--timeout", "30s"]);
+    assert!(
+        out.status.success(),
+        "status --wait: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A cross-object refusal the server cannot make: an Event, and the last good files stay.
+    let good = conf(&agent);
+    cp.apply(
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageTagMirrorSet", "metadata": {"name": "clash"},
+                    "spec": {"imageTagMirrors": [{"source": "quay.io/release", "mirrors": ["t.corp/release"],
+                                                   "mirrorSourcePolicy": "NeverContactSource"}]}}),
+    );
+    wait_until(30, "an Event about the refused input", || {
+        cp.list("events.k8s.io/v1", "Event", "").iter().any(|e| {
+            e["note"].as_str().is_some_and(|n| n.contains("conflicting mirrorSourcePolicy"))
+                && e["reportingController"].as_str().is_some_and(|c| c.contains("mirrorconf"))
+        })
+    });
+    wait_until(30, "the input annotation says refused", || {
+        annotation(&cp, "node-1", "mirrorconf.io/input").is_some_and(|v| v.starts_with("refused"))
+    });
+    assert_eq!(conf(&agent), good, "the last good files stay");
+    let metrics = http_get(addr, "/metrics").unwrap().1;
+    assert!(metrics.contains("mirrorconf_"), "{metrics}");
+
+    // Nothing the agent asked for was forbidden: its RBAC covers every call it makes.
+    assert_eq!(forbidden(&cp, SA), Vec::<String>::new(), "agent log:\n{}", agent.log());
+    let verbs: Vec<String> = cp.requests_by(SA).iter().map(|e| e["verb"].as_str().unwrap().to_string()).collect();
+    assert!(verbs.contains(&"watch".to_string()) && verbs.contains(&"patch".to_string()), "{verbs:?}");
+    drop(agent);
+}
+
+#[test]
+fn the_agents_service_account_can_do_only_what_it_needs() {
+    let cp = ControlPlane::shared();
+    cp.kubectl_ok(&["apply", "--server-side", "-k", kustomize::repo("deploy/kubernetes/containerd").to_str().unwrap()]);
+    let ds = daemonset("containerd");
+    cp.node("rbac-node", json!({}));
+    let pod = pod_on(&cp, &ds, "rbac-node");
+    let token = cp.token("mirrorconf", "mirrorconf", Some(&pod));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("sa.kubeconfig");
+    cp.write_token_kubeconfig(&kubeconfig, &token);
+    let can = |args: &[&str]| -> bool {
+        let mut a = vec!["auth", "can-i"];
+        a.extend(args);
+        let out = cp.kubectl_as(&kubeconfig, &a, None);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    let yes: &[&[&str]] = &[
+        &["watch", "imagedigestmirrorsets.config.openshift.io"],
+        &["list", "imagetagmirrorsets.config.openshift.io"],
+        &["watch", "imagecontentsourcepolicies.operator.openshift.io"],
+        &["get", "images.config.openshift.io/cluster"],
+        &["watch", "configmaps", "-n", "openshift-config"],
+        &["get", "secrets/pull-secret", "-n", "openshift-config"],
+        &["patch", "nodes/rbac-node"],
+        &["create", "events.events.k8s.io", "-n", "default"],
+    ];
+    let no: &[&[&str]] = &[
+        &["get", "secrets", "-n", "openshift-config"],
+        &["get", "secrets/other", "-n", "openshift-config"],
+        &["list", "secrets", "-A"],
+        &["get", "secrets", "-n", "mirrorconf"],
+        &["delete", "nodes/rbac-node"],
+        &["create", "nodes"],
+        &["create", "clusterroles"],
+        &["create", "clusterrolebindings"],
+        &["patch", "roles", "-n", "mirrorconf"],
+        &["create", "pods", "-n", "mirrorconf"],
+        &["update", "imagedigestmirrorsets.config.openshift.io"],
+        &["delete", "configmaps", "-n", "openshift-config"],
+    ];
+    let mut wrong = Vec::new();
+    for a in yes {
+        if !can(a) {
+            wrong.push(format!("cannot {a:?}, which it needs"));
+        }
+    }
+    for a in no {
+        if can(a) {
+            wrong.push(format!("can {a:?}, which it does not need"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let whoami = cp.kubectl_as(&kubeconfig, &["auth", "whoami", "-o", "json"], None);
+    let who: Value = serde_json::from_slice(&whoami.stdout).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], SA);
+    // The kubelet-style token carries the node's name, which node-scoped admission reads.
+    assert_eq!(who["status"]["userInfo"]["extra"]["authentication.kubernetes.io/node-name"], json!(["rbac-node"]));
+}
