@@ -1,15 +1,15 @@
 //! More than one Windows pusher: replicas of `run --kube --windows-push --shards N` share the
-//! shard Leases on the in-test API server and push to real OpenSSH servers on loopback. Every host
-//! is pushed by exactly one replica per change (counted in each sshd's own log), a round whose
-//! tree did not change logs in nowhere, and when a replica is killed the survivors take its
-//! shards over and miss no host.
+//! shard Leases on a real kube-apiserver (tests/common/cluster.rs), each as the component's
+//! ServiceAccount with the shipped RBAC extended for N shards as deploy/README.md says, and push to
+//! real OpenSSH servers on loopback. Every host is pushed by exactly one replica per change
+//! (counted in each sshd's own log), a round whose tree did not change logs in nowhere, Windows
+//! Nodes lose their pending taint and every shard's host report is written, and when a replica
+//! is killed the survivors take its shards over and miss no host.
 
-#[allow(dead_code)] // this test drives only part of the test API server
-#[path = "common/apiserver.rs"]
-mod apiserver;
 mod common;
 
-use apiserver::FakeApi;
+use common::cluster::ControlPlane;
+use common::kustomize;
 use common::pusher::Pusher;
 use common::sshd::{client_key, common_free_port, Sshd};
 use common::wait_until;
@@ -26,13 +26,44 @@ fn idms(mirror: &str) -> Value {
            "spec": {"imageDigestMirrors": [{"source": "quay.io/team/app", "mirrors": [format!("{mirror}/team/app")]}]}})
 }
 
+const PENDING: &str = "mirrorconf.io/registries-pending";
+
+/// The BYOH inventory, where the component's Role lets the pusher read it (`--inventory-namespace`).
 fn inventory(ips: &[String]) -> Value {
     let data: serde_json::Map<String, Value> = ips.iter().map(|ip| (ip.clone(), json!("username=root"))).collect();
     json!({"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": "windows-instances", "namespace": "openshift-windows-machine-config-operator"}, "data": data})
+           "metadata": {"name": "windows-instances", "namespace": "mirrorconf"}, "data": data})
 }
 
-fn holders(api: &FakeApi, shards: usize) -> Vec<Option<String>> {
+/// The windows-push component on top of the CRDs and deploy/base, with the Role naming the
+/// objects of `shards` shards (deploy/README.md, "More than one pusher replica").
+fn install(cp: &ControlPlane, shards: usize) {
+    // Inside the repository: kustomize takes only relative paths to other kustomizations.
+    let dir = tempfile::Builder::new().prefix("kustomize-").tempdir_in(kustomize::repo("target")).unwrap();
+    let lease = |suffix: String| json!(format!("{LEASE}{suffix}"));
+    let mut leases = vec![lease(String::new())];
+    leases.extend((0..shards).map(|i| lease(format!("-{i}"))));
+    leases.extend((0..shards).map(|i| lease(format!("-member-{i}"))));
+    let reports: Vec<Value> = (0..shards).map(|i| lease(format!("-hosts-{i}"))).collect();
+    let patch = json!([
+        {"op": "replace", "path": "/rules/1/resourceNames", "value": leases},
+        {"op": "replace", "path": "/rules/3/resourceNames", "value": reports},
+    ]);
+    let rel = |p: &str| format!("../../{p}");
+    let k = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\n- {}\ncomponents:\n- {}\n\
+         patches:\n- target: {{kind: Role, name: mirrorconf-windows-push-lease}}\n  patch: '{}'\n",
+        rel("deploy/api"),
+        rel("deploy/base"),
+        rel("deploy/components/windows-push"),
+        patch
+    );
+    fs::write(dir.path().join("kustomization.yaml"), k).unwrap();
+    cp.kubectl_ok(&["apply", "--server-side", "-k", dir.path().to_str().unwrap()]);
+    cp.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+}
+
+fn holders(api: &ControlPlane, shards: usize) -> Vec<Option<String>> {
     (0..shards)
         .map(|i| {
             api.get("coordination.k8s.io/v1", "Lease", "mirrorconf", &format!("{LEASE}-{i}"))
@@ -49,7 +80,7 @@ struct Cluster {
     dir: tempfile::TempDir,
     key: common::sshd::ClientKey,
     port: u16,
-    api: FakeApi,
+    api: ControlPlane,
     hosts: Vec<Sshd>,
     replicas: Vec<Pusher>,
     shards: usize,
@@ -65,19 +96,45 @@ impl Cluster {
         let servers: Vec<Sshd> = ips.iter().map(|ip| Sshd::start(ip, port, &dir.path().join(ip), &key)).collect();
         fs::write(dir.path().join("known_hosts"), servers.iter().map(Sshd::known_hosts_line).collect::<String>())
             .unwrap();
-        let api = FakeApi::start();
-        api.write_kubeconfig(&dir.path().join("kubeconfig"));
+        let api = ControlPlane::start();
+        install(&api, shards);
         api.apply(idms("mirror-1.local"));
         api.apply(inventory(&ips));
+        // The first two hosts are Windows Nodes too (found by InternalIP), registered tainted.
+        for (i, ip) in ips.iter().take(2).enumerate() {
+            api.node(
+                &format!("win-{i}"),
+                json!({"metadata": {"labels": {"kubernetes.io/os": "windows"}},
+                       "spec": {"taints": [{"key": PENDING, "effect": "NoSchedule"}]}}),
+            );
+            api.merge_patch_status(
+                "v1",
+                "Node",
+                "",
+                &format!("win-{i}"),
+                json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}),
+            );
+        }
         Cluster { dir, key, port, api, hosts: servers, replicas: Vec::new(), shards }
     }
 
+    /// A replica as the Deployment's Pod would run: its ServiceAccount, a token bound to its Pod.
     fn add_replica(&mut self) {
-        let flags =
-            ["--shards", &self.shards.to_string(), "--lease-duration", &LEASE_SECS.to_string()].map(String::from);
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let name = format!("pusher-{}", self.replicas.len());
-        let kubeconfig = self.dir.path().join("kubeconfig");
+        self.api.apply(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "mirrorconf"},
+            "spec": {"serviceAccountName": "mirrorconf-windows-push", "nodeName": "linux-0",
+                     "containers": [{"name": "mirrorconf", "image": "mirrorconf"}]}}),
+        );
+        let token = self.api.token("mirrorconf", "mirrorconf-windows-push", Some(&name));
+        let kubeconfig = self.dir.path().join(format!("{name}.kubeconfig"));
+        self.api.write_token_kubeconfig(&kubeconfig, &token);
+        let flags = ["--shards", &self.shards.to_string(), "--lease-duration", &LEASE_SECS.to_string()]
+            .into_iter()
+            .chain(["--inventory-namespace", "mirrorconf"])
+            .map(String::from)
+            .collect::<Vec<_>>();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         self.replicas.push(Pusher::start(self.dir.path(), &kubeconfig, &self.key, self.port, &name, &flags));
     }
 
@@ -153,6 +210,33 @@ impl Cluster {
         }
     }
 
+    /// The Windows Nodes' pending taints are gone and each shard has its host report, which
+    /// together list every host.
+    fn nodes_untainted_and_every_shard_reported(&self) {
+        for i in 0..2 {
+            wait_until(30, &format!("win-{i} untainted"), || {
+                let node = self.api.get("v1", "Node", "", &format!("win-{i}")).unwrap();
+                !node["spec"]["taints"].as_array().into_iter().flatten().any(|t| t["key"] == PENDING)
+            });
+        }
+        wait_until(30, "a host report per shard listing every host", || {
+            let mut listed = Vec::new();
+            for s in 0..self.shards {
+                let Some(cm) = self.api.get("v1", "ConfigMap", "mirrorconf", &format!("{LEASE}-hosts-{s}")) else {
+                    return false;
+                };
+                let report: Value = serde_json::from_str(cm["data"]["hosts.json"].as_str().unwrap_or("{}")).unwrap();
+                for h in report["hosts"].as_array().into_iter().flatten() {
+                    listed.push(h["address"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            listed.sort();
+            let mut want: Vec<String> = self.hosts.iter().map(|h| h.ip.to_string()).collect();
+            want.sort();
+            listed == want
+        });
+    }
+
     /// A trigger that changes neither the tree nor the hosts: every replica plans and contacts nobody.
     fn quiet_round_logs_in_nowhere(&self, live: &[usize]) {
         let (before, marks) = (self.logins(), self.marks());
@@ -178,6 +262,7 @@ impl Cluster {
         let all: Vec<usize> = (0..replicas).collect();
         self.wait_for_even_split(&all);
         self.settle();
+        self.nodes_untainted_and_every_shard_reported();
         self.change_reaches_every_host_once("mirror-2.local", &all);
         self.quiet_round_logs_in_nowhere(&all);
 
@@ -192,6 +277,14 @@ impl Cluster {
         wait_until(60, "the dead replica's hosts back on the first policy", || self.on_all("mirror-1.local"));
         self.settle();
         self.change_reaches_every_host_once("mirror-3.local", &survivors);
+        // The shipped RBAC, extended as documented for N shards, covers every call they made.
+        let sa = "system:serviceaccount:mirrorconf:mirrorconf-windows-push";
+        assert_eq!(self.api.forbidden(sa, ""), Vec::<String>::new());
+        assert!(self
+            .api
+            .requests_by(sa)
+            .iter()
+            .any(|e| e["verb"] == "update" && e["objectRef"]["resource"] == "leases"));
     }
 }
 

@@ -458,6 +458,18 @@ impl ControlPlane {
         )
     }
 
+    /// Replaces `object` (PUT), conditional on the resourceVersion it carries; the server's
+    /// refusal (409 Conflict when another writer got in first) as its message.
+    pub fn try_replace(&self, object: Value) -> Result<Value, String> {
+        let (api_version, kind, ns, name) = Self::parts(&object);
+        let api = self.api(&api_version, &kind, &ns);
+        let o: DynamicObject = serde_json::from_value(object).unwrap();
+        self.rt
+            .block_on(api.replace(&name, &PostParams::default(), &o))
+            .map(|o| serde_json::to_value(o).unwrap())
+            .map_err(|e| e.to_string())
+    }
+
     pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let api = self.api(api_version, kind, namespace);
         self.rt.block_on(api.get_opt(name)).unwrap().map(|o| serde_json::to_value(o).unwrap())
@@ -483,6 +495,20 @@ impl ControlPlane {
     pub fn merge_patch(&self, api_version: &str, kind: &str, namespace: &str, name: &str, patch: Value) -> Value {
         let api = self.api(api_version, kind, namespace);
         let o = self.rt.block_on(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).unwrap();
+        serde_json::to_value(o).unwrap()
+    }
+
+    /// A JSON merge patch of the status subresource (what a kubelet writes: a Node's addresses).
+    pub fn merge_patch_status(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        patch: Value,
+    ) -> Value {
+        let api = self.api(api_version, kind, namespace);
+        let o = self.rt.block_on(api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))).unwrap();
         serde_json::to_value(o).unwrap()
     }
 
@@ -534,10 +560,31 @@ impl ControlPlane {
         events
     }
 
-    /// The audit events of completed requests by `user` (a service account as
-    /// `system:serviceaccount:NS:NAME`).
+    /// The requests `user` made (a service account as `system:serviceaccount:NS:NAME`), one audit
+    /// event each: the last the server wrote for it (a watch still open has only `ResponseStarted`).
     pub fn requests_by(&self, user: &str) -> Vec<Value> {
-        self.audit().into_iter().filter(|e| e["user"]["username"] == user && e["stage"] == "ResponseComplete").collect()
+        let mut order = Vec::new();
+        let mut last: HashMap<String, Value> = HashMap::new();
+        for e in self.audit().into_iter().filter(|e| e["user"]["username"] == user) {
+            let id = e["auditID"].as_str().unwrap_or_default().to_string();
+            if !last.contains_key(&id) {
+                order.push(id.clone());
+            }
+            last.insert(id, e);
+        }
+        order.into_iter().filter_map(|id| last.remove(&id)).collect()
+    }
+
+    /// The requests `user` made at or after `since` (RFC 3339 as the audit log writes it; "" for
+    /// all) that the server refused with 403, one line each.
+    pub fn forbidden(&self, user: &str, since: &str) -> Vec<String> {
+        self.requests_by(user)
+            .into_iter()
+            .filter(|e| {
+                e["responseStatus"]["code"] == 403 && e["requestReceivedTimestamp"].as_str().unwrap_or("") >= since
+            })
+            .map(|e| format!("{} {} {}", e["verb"], e["requestURI"], e["responseStatus"]["message"]))
+            .collect()
     }
 
     /// etcd's current revision.
@@ -602,6 +649,12 @@ fn write_kubeconfig(path: &Path, url: &str, ca: &Path, user: User) {
         "current-context": "test",
     });
     fs::write(path, serde_json::to_string_pretty(&kc).unwrap()).unwrap();
+}
+
+/// Now, as the audit log writes times (RFC 3339, UTC, microseconds), for comparing with them.
+pub fn now_rfc3339() -> String {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.%6NZ"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// RFC 7386 merge of `patch` into `target`.

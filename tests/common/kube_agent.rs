@@ -39,6 +39,11 @@ impl KubeAgent {
         fs::read_to_string(self.root.path().join("etc/containers/registries.conf")).unwrap_or_default()
     }
 
+    /// The agent's process is still the one started (it never restarted or exited).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
