@@ -12,6 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 mod="$root/realparts"
 cache=${MIRRORCONF_REALPARTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mirrorconf/realparts}
 bin="$root/target/realparts/bin"
+data="$root/target/realparts/data"
 
 # name | package to build | module whose version keys the cache | build tags | extra ldflags
 parts="
@@ -19,6 +20,13 @@ kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|k8s.io/kubernetes||k8s
 kubectl|k8s.io/kubernetes/cmd/kubectl|k8s.io/kubernetes||k8s
 etcd|./etcd|go.etcd.io/etcd/server/v3||
 etcdctl|go.etcd.io/etcd/etcdctl/v3|go.etcd.io/etcd/etcdctl/v3||
+"
+
+# Data the tests read from a pinned Go module (not built): name | module@version | folder in it.
+# The Prometheus Operator's CRDs, for applying deploy/components/monitoring as a cluster with the
+# operator would (the way controller-runtime's envtest users load CRDs from the module cache).
+datasets="
+prometheus-operator-crd|github.com/prometheus-operator/prometheus-operator@v0.85.0|example/prometheus-operator-crd
 "
 
 if ! command -v go >/dev/null 2>&1; then
@@ -51,4 +59,17 @@ while IFS='|' read -r name pkg module tags ld; do
   fi
   ln -sfn "$out" "$bin/$name"
 done <<< "$parts"
+mkdir -p "$data"
+while IFS='|' read -r name modver folder; do
+  [ -n "$name" ] || continue
+  if [ ${#want[@]} -gt 0 ] && [[ " ${want[*]} " != *" $name "* ]]; then continue; fi
+  out="$cache/data/$name/${modver##*@}"
+  if [ ! -d "$out" ]; then
+    echo "realparts: fetching $name from $modver" >&2
+    dir=$(go mod download -json "$modver" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir/$folder" ] || { echo "scripts/realparts.sh: $modver has no $folder" >&2; exit 1; }
+    mkdir -p "$out.tmp" && cp -r "$dir/$folder/." "$out.tmp/" && chmod -R u+w "$out.tmp" && mv "$out.tmp" "$out"
+  fi
+  ln -sfn "$out" "$data/$name"
+done <<< "$datasets"
 echo "$bin"
