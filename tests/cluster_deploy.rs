@@ -25,11 +25,19 @@ fn apply_and_read_back(cp: &ControlPlane, dir: &Path) {
         if kind == "CustomResourceDefinition" {
             cp.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{name}")]);
         }
-        assert!(cp.get(api_version, kind, ns, name).is_some(), "{d}: {kind} {ns}/{name} is not on the server:\n{first}");
+        assert!(
+            cp.get(api_version, kind, ns, name).is_some(),
+            "{d}: {kind} {ns}/{name} is not on the server:\n{first}"
+        );
     }
     // A second apply changes nothing, and the server holds what the files say.
     let diff = cp.kubectl(&["diff", "-k", d]);
-    assert_eq!(diff.status.code(), Some(0), "{d}: kubectl diff after apply:\n{}", String::from_utf8_lossy(&diff.stdout));
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{d}: kubectl diff after apply:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
     let second = cp.kubectl_ok(&["apply", "--validate=strict", "-k", d]);
     let changed: Vec<&str> = second.lines().filter(|l| !l.ends_with(" unchanged")).collect();
     assert!(changed.is_empty(), "{d}: a second apply changed {changed:?}");
