@@ -29,7 +29,8 @@ use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Token users of `--token-auth-file`: (token, user, groups). None is bound to any role here.
-pub const TOKEN_USERS: &[(&str, &str, &str)] = &[("viewer-token", "viewer", "viewers")];
+pub const TOKEN_USERS: &[(&str, &str, &str)] =
+    &[("viewer-token", "viewer", "viewers"), ("fleet-token", "fleet", "fleet")];
 
 /// Which programs the harness runs; each a panic, never a skip, when missing.
 fn part(name: &str) -> PathBuf {
@@ -160,9 +161,17 @@ fn apiserver(dir: &Path, etcd: &str, port: u16, tag: &str) -> Server {
     spawn(cmd, dir.join(format!("apiserver-{tag}.log")))
 }
 
+/// The environment variable that points the tests at an existing cluster instead (its kubeconfig,
+/// with cluster-admin rights). Use a throwaway cluster: the tests install the CRDs and create and
+/// delete objects. What needs the harness's own servers (their audit log, a restart, etcd
+/// compaction) panics there, saying so.
+pub const EXISTING_CLUSTER: &str = "MIRRORCONF_TEST_KUBECONFIG";
+
 pub struct ControlPlane {
     dir: tempfile::TempDir,
-    etcd: Mutex<Server>,
+    /// The existing cluster's kubeconfig, when [`EXISTING_CLUSTER`] names one.
+    existing: Option<PathBuf>,
+    etcd: Mutex<Option<Server>>,
     apiserver: Mutex<Option<Server>>,
     pub port: u16,
     pub url: String,
@@ -177,6 +186,23 @@ impl ControlPlane {
     /// reads, such as mirror sets).
     pub fn start() -> ControlPlane {
         let dir = tempfile::Builder::new().prefix("mirrorconf-cp").tempdir().unwrap();
+        if let Some(existing) = std::env::var_os(EXISTING_CLUSTER).filter(|v| !v.is_empty()) {
+            let existing = PathBuf::from(existing);
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let client = rt.block_on(client(&existing));
+            return ControlPlane {
+                dir,
+                existing: Some(existing),
+                etcd: Mutex::new(None),
+                apiserver: Mutex::new(None),
+                port: 0,
+                url: String::new(),
+                etcd_url: String::new(),
+                rt,
+                client,
+                kinds: Mutex::new(HashMap::new()),
+            };
+        }
         make_pki(dir.path());
         let (client_port, peer_port) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
         let etcd_url = format!("http://127.0.0.1:{client_port}");
@@ -199,14 +225,11 @@ impl ControlPlane {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let admin = dir.path().join("admin.kubeconfig");
         write_kubeconfig(&admin, &url, &dir.path().join("ca.crt"), User::Admin(dir.path()));
-        let client = rt.block_on(async {
-            let kc = kube::config::Kubeconfig::read_from(&admin).unwrap();
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
-            kube::Client::try_from(cfg).unwrap()
-        });
+        let client = rt.block_on(client(&admin));
         let cp = ControlPlane {
+            existing: None,
             apiserver: Mutex::new(None),
-            etcd: Mutex::new(etcd),
+            etcd: Mutex::new(Some(etcd)),
             port,
             url,
             etcd_url,
@@ -234,25 +257,39 @@ impl ControlPlane {
             let cp = ControlPlane::start();
             cp.install_crds();
             let mut pids = PIDS.lock().unwrap();
-            pids.push(cp.etcd.lock().unwrap().child.id());
-            pids.push(cp.apiserver.lock().unwrap().as_ref().unwrap().child.id());
+            pids.extend(cp.etcd.lock().unwrap().as_ref().map(|s| s.child.id()));
+            pids.extend(cp.apiserver.lock().unwrap().as_ref().map(|s| s.child.id()));
             // SAFETY: registers a function with no captured state.
             unsafe { libc::atexit(stop_shared) };
             cp
         })
     }
 
+    /// The running API server's pid (for what it costs: /proc/PID/stat).
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.lock().unwrap().as_ref().map(|s| s.child.id())
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
+    /// Panics unless this is the harness's own control plane.
+    fn own(&self, what: &str) {
+        assert!(
+            self.existing.is_none(),
+            "{what} needs the test harness's own control plane; unset {EXISTING_CLUSTER} for this test"
+        );
+    }
+
     pub fn ca(&self) -> PathBuf {
+        self.own("the cluster's CA file");
         self.dir.path().join("ca.crt")
     }
 
     /// The admin's kubeconfig.
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("admin.kubeconfig")
+        self.existing.clone().unwrap_or_else(|| self.dir.path().join("admin.kubeconfig"))
     }
 
     /// Writes the admin's kubeconfig to `path` (the fake API server's signature, so that a test
@@ -261,13 +298,19 @@ impl ControlPlane {
         fs::copy(self.kubeconfig(), path).unwrap();
     }
 
-    /// Writes a kubeconfig that authenticates with `token`.
+    /// Writes a kubeconfig for the same cluster that authenticates with `token`.
     pub fn write_token_kubeconfig(&self, path: &Path, token: &str) {
-        write_kubeconfig(path, &self.url, &self.ca(), User::Token(token));
+        let mut kc: Value =
+            serde_json::from_str(&self.kubectl_ok(&["config", "view", "--raw", "--minify", "--flatten", "-o", "json"]))
+                .unwrap();
+        kc["users"] = json!([{"name": "user", "user": {"token": token}}]);
+        kc["contexts"][0]["context"]["user"] = json!("user");
+        fs::write(path, serde_json::to_string_pretty(&kc).unwrap()).unwrap();
     }
 
     /// (Re)starts the API server on its port and waits until `/readyz` answers 200.
     pub fn start_apiserver(&self) {
+        self.own("starting the API server");
         let mut slot = self.apiserver.lock().unwrap();
         assert!(slot.is_none(), "the API server is running already");
         let n = fs::read_dir(self.dir.path()).unwrap().count();
@@ -277,7 +320,8 @@ impl ControlPlane {
         self.wait_ready(&self.url.clone(), 90);
     }
 
-    /// Stops the API server (SIGTERM by pid, then SIGKILL after 10 s); etcd keeps running.
+    /// Stops the API server (SIGTERM by pid, then SIGKILL after 10 s); etcd keeps running. Does
+    /// nothing on an existing cluster.
     pub fn stop_apiserver(&self) {
         if let Some(mut s) = self.apiserver.lock().unwrap().take() {
             stop_gracefully(&mut s);
@@ -287,6 +331,7 @@ impl ControlPlane {
     /// A second API server on the same etcd (as in an HA control plane), with a kubeconfig of
     /// its own for the admin. Stopped when dropped.
     pub fn second_apiserver(&self) -> (Server, PathBuf) {
+        self.own("a second API server");
         let port = free_port("127.0.0.1");
         let url = format!("https://127.0.0.1:{port}");
         let server = apiserver(self.dir.path(), &self.etcd_url, port, &format!("second-{port}"));
@@ -543,6 +588,7 @@ impl ControlPlane {
     /// What the API server saw, from its audit logs (every instance's), oldest first:
     /// `ResponseComplete` and `ResponseStarted` events.
     pub fn audit(&self) -> Vec<Value> {
+        self.own("the API server's audit log");
         let mut files: Vec<PathBuf> = fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -589,6 +635,7 @@ impl ControlPlane {
 
     /// etcd's current revision.
     pub fn etcd_revision(&self) -> u64 {
+        self.own("etcd");
         let out = Command::new(part("etcdctl"))
             .args(["--endpoints", &self.etcd_url, "endpoint", "status", "-w", "json"])
             .output()
@@ -613,7 +660,9 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop_apiserver();
-        self.etcd.lock().unwrap().stop();
+        if let Some(mut etcd) = self.etcd.lock().unwrap().take() {
+            etcd.stop();
+        }
     }
 }
 
@@ -630,16 +679,20 @@ fn stop_gracefully(s: &mut Server) {
     s.stop();
 }
 
+async fn client(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
 enum User<'a> {
     /// The admin's client certificate, in this folder.
     Admin(&'a Path),
-    Token(&'a str),
 }
 
 fn write_kubeconfig(path: &Path, url: &str, ca: &Path, user: User) {
     let user = match user {
         User::Admin(dir) => json!({"client-certificate": dir.join("admin.crt"), "client-key": dir.join("admin.key")}),
-        User::Token(t) => json!({"token": t}),
     };
     let kc = json!({
         "apiVersion": "v1", "kind": "Config",
