@@ -297,3 +297,33 @@ fn two_replicas_split_the_hosts_and_one_covers_for_the_other_when_it_dies() {
 fn three_replicas_share_six_shards_and_two_cover_for_a_dead_one() {
     Cluster::start(9, 6).scenario(3, 2);
 }
+
+#[test]
+fn a_host_report_near_the_configmap_size_limit_is_accepted_and_read() {
+    // Thousands of BYOH hosts that all fail (nothing listens on their port): each failure is listed
+    // with its reason until the report would pass its cap, under the real server's 1 MiB limit.
+    let mut c = Cluster::start(1, 1);
+    let many: Vec<String> = (0..6000).map(|i| format!("127.1.{}.{}", i / 250, 1 + i % 250)).collect();
+    let mut all = vec![c.hosts[0].ip.to_string()];
+    all.extend(many);
+    c.api.apply(inventory(&all));
+    c.add_replica();
+    let report = || c.api.get("v1", "ConfigMap", "mirrorconf", &format!("{LEASE}-hosts-0"));
+    wait_until(240, "a report with the failing hosts", || {
+        report().is_some_and(|cm| cm["data"]["hosts.json"].as_str().is_some_and(|j| j.len() > 800 * 1024))
+    });
+    let json = report().unwrap()["data"]["hosts.json"].as_str().unwrap().to_string();
+    assert!(json.len() <= mirrorconf::push::report::MAX_REPORT_BYTES, "{} bytes", json.len());
+    let parsed: Value = serde_json::from_str(&json).unwrap();
+    let listed = parsed["hosts"].as_array().unwrap().len();
+    eprintln!("report of {} bytes listing {listed} of {} hosts", json.len(), all.len());
+    assert!(listed > 1000 && listed < all.len(), "cut to what fits: {listed}");
+    // status reads it back from the server, and says the fleet is not current.
+    let out = common::status_kube(&c.api.kubeconfig(), &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = summary["nodes"].as_array().unwrap().len();
+    assert!(rows >= listed, "status shows {rows} rows for {listed} listed hosts");
+    let sa = "system:serviceaccount:mirrorconf:mirrorconf-windows-push";
+    assert_eq!(c.api.forbidden(sa, ""), Vec::<String>::new());
+}
