@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real programs the integration tests run from the pinned Go module in realparts/, each
-# into a cache folder keyed by its module version, so a part is rebuilt only when its pinned version
-# (or the Go toolchain) changes. Links the built programs into target/realparts/bin and prints that
+# into a cache folder keyed by its module version and a digest of every module version it is built
+# from, so a part is rebuilt only when one of its pins (or the Go toolchain) changes. Links the built programs into target/realparts/bin and prints that
 # folder; scripts/test.sh puts it first on PATH. Go is a test-time dependency only.
 #
 #   scripts/realparts.sh [PART...]     (no PART: every part)
@@ -41,7 +41,9 @@ while IFS='|' read -r name pkg module tags ld; do
   [ -n "$name" ] || continue
   if [ ${#want[@]} -gt 0 ] && [[ " ${want[*]} " != *" $name "* ]]; then continue; fi
   version=$(go list -m -f '{{.Version}}' "$module")
-  out="$cache/$name/$version-$gover/$name"
+  # Another part's pin can move a shared dependency: key on the whole build list of this command.
+  deps=$(go list -deps -f '{{with .Module}}{{.Path}}@{{.Version}}{{end}}' "$pkg" | sort -u | sha256sum | cut -c1-12)
+  out="$cache/$name/$version-$gover-$deps/$name"
   if [ ! -x "$out" ]; then
     echo "realparts: building $name $version ($gover)" >&2
     ldflags="-s -w"
