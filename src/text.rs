@@ -65,6 +65,23 @@ pub fn for_terminal(s: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Where and why TOML text does not parse: `line L, column C: message`, with toml_edit's own
+/// message only. Its `Display` quotes the offending line, and a hosts.toml line can hold an
+/// `authorization` header (a broken one even more likely than a good one), so it is never shown.
+pub fn toml_error(text: &str, e: &toml_edit::TomlError) -> (usize, usize, String) {
+    let offset = e.span().map_or(0, |s| s.start.min(text.len()));
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column, e.message().trim().to_string())
+}
+
+/// [`toml_error`] as one phrase.
+pub fn toml_error_text(text: &str, e: &toml_edit::TomlError) -> String {
+    let (line, column, message) = toml_error(text, e);
+    format!("line {line}, column {column}: {message}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
