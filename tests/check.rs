@@ -238,3 +238,74 @@ fn insecure_registries_as_each_runtime_treats_them() {
     assert!(p["error"].as_str().unwrap().contains("does not speak TLS (plain HTTP?)"), "{p:#}");
     assert_eq!(row(&report, &format!("https://{}", m.untrusted.host()))["ok"], true, "{report:#}");
 }
+
+/// `check --root` reads hosts.toml as containerd does and quotes nothing a broken one holds: a URL
+/// already ending in `/v2` is asked for `/v2/` once (containerd does not double it), and a line
+/// that does not parse, holding a credential, is named by position only.
+#[test]
+fn check_root_asks_v2_once_and_quotes_no_broken_line() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            // Each request on the connection: its line logged, the rest of its head read, an
+            // empty registry answer.
+            loop {
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).map_or(true, |n| n == 0) {
+                    break;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                log.lock().unwrap().push(request_line.trim_end().to_string());
+                let answer =
+                    b"HTTP/1.1 200 OK\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: 2\r\n\r\n{}";
+                if stream.write_all(answer).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().to_str().unwrap();
+    let file = root.path().join("etc/containerd/certs.d/reg.local/hosts.toml");
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let mirror = format!("http://127.0.0.1:{port}/v2");
+    fs::write(&file, format!("server = \"{mirror}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\"]\n")).unwrap();
+    let (_, report, all) = run(&[
+        "check",
+        "--root",
+        r,
+        "--target",
+        "containerd",
+        "--image",
+        "reg.local/team/app:v1",
+        "--output",
+        "json",
+        "--timeout",
+        "10",
+    ]);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.iter().any(|l| l.starts_with("HEAD /v2/team/app/manifests/v1 ")), "{seen:?}\n{all}");
+    assert!(!seen.iter().any(|l| l.contains("/v2/v2")), "{seen:?}\n{all}");
+    assert_eq!(row(&report, &mirror)["endpoint"], format!("{mirror}/team/app/manifests/v1"), "{report:#}");
+
+    let secret = basic(USER, PASSWORD);
+    fs::write(
+        &file,
+        format!("[host.\"{mirror}\"]\n  [host.\"{mirror}\".header]\n    authorization = \"Basic {secret}\n"),
+    )
+    .unwrap();
+    let out = mirrorconf(&["check", "--root", r, "--target", "containerd", "--timeout", "10"]);
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("reg.local/hosts.toml does not parse (line 3, column "), "{all}");
+    assert!(!all.contains(&secret) && !all.contains("Basic"), "{all}");
+    assert_no_secret(&all);
+}

@@ -194,3 +194,29 @@ fn a_record_named_without_a_folder_is_kept_in_the_working_folder() {
     assert!(fleet.path("rec.json").is_file());
     assert_eq!(fleet.logins(), [1], "the second push did not use the record");
 }
+
+/// The issue's case: a 32 MiB record of tiny bad entries cost 3.6 GB and 16.7 million warning
+/// lines. Now the entries are read one at a time and the first 20 are named, the rest counted.
+#[test]
+fn a_record_of_32_mib_of_tiny_bad_entries_costs_megabytes_and_a_few_lines() {
+    let fleet = Fleet::start(&["127.0.0.2"]);
+    // No host to contact: what is measured is reading the record.
+    fleet.write_inventory(&BTreeMap::new());
+    let record = fleet.path("state/mirrorconf/push-record.json");
+    fs::create_dir_all(record.parent().unwrap()).unwrap();
+    let (prefix, max) = (r#"{"version":1,"hosts":[{}"#, 32usize << 20);
+    let entries = (max - prefix.len() - 2) / 3 + 1;
+    fs::write(&record, format!("{prefix}{}]}}", ",{}".repeat(entries - 1))).unwrap();
+    let out = fleet.push(&policy(&["quay.io"], "mirror.local"), &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let warnings: Vec<&str> = t.lines().filter(|l| l.starts_with("warning: record ")).collect();
+    assert_eq!(warnings.len(), 21, "{t}");
+    assert!(warnings[20].ends_with(&format!("{} more entries ignored (only the first 20 are named)", entries - 20)));
+    // Every child of this test process so far, the push included.
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    let peak_mib = usage.max_rss() / 1024;
+    eprintln!("peak resident size of the children: {peak_mib} MiB");
+    assert!(peak_mib < 256, "the push peaked at {peak_mib} MiB");
+    assert!(fs::metadata(&record).unwrap().len() < 100, "the record is rewritten");
+}

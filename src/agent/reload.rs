@@ -77,7 +77,7 @@ impl Reload {
         }
         if let Some((program, args)) = self.on_change.split_first() {
             let cmd = self.on_change.join(" ");
-            let child = tokio::process::Command::new(program)
+            let mut child = tokio::process::Command::new(program)
                 .args(args)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
@@ -87,8 +87,21 @@ impl Reload {
                 .spawn()
                 .map_err(|e| ReloadError::Command { cmd: cmd.clone(), detail: e.to_string() })?;
             let pid = child.id().unwrap_or(0);
-            let out = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
-                Ok(out) => out.map_err(|e| ReloadError::Command { cmd: cmd.clone(), detail: e.to_string() })?,
+            let stderr = child.stderr.take();
+            // The child moves in: at the timeout this future is dropped, and the child with it.
+            let waited = async move {
+                let (kept, not_kept) = match stderr {
+                    Some(stderr) => read_capped(stderr, MAX_STDERR).await,
+                    None => (Vec::new(), 0),
+                };
+                (child.wait().await, kept, not_kept)
+            };
+            let (status, stderr, not_kept) = match tokio::time::timeout(self.timeout, waited).await {
+                Ok((status, kept, not_kept)) => {
+                    let status =
+                        status.map_err(|e| ReloadError::Command { cmd: cmd.clone(), detail: e.to_string() })?;
+                    (status, kept, not_kept)
+                }
                 Err(_) => {
                     // The hook leads its own group: end it and whatever it started, by its pid.
                     // (Dropping the child above already sent SIGKILL to the hook itself.)
@@ -98,16 +111,34 @@ impl Reload {
                     return Err(ReloadError::Timeout { cmd, pid, timeout: self.timeout });
                 }
             };
-            if !out.status.success() {
-                let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                crate::text::truncate_at_char(&mut stderr, MAX_STDERR);
-                let detail = format!("{}: {stderr}", out.status);
+            if !status.success() {
+                let mut detail = format!("{status}: {}", String::from_utf8_lossy(&stderr).trim());
+                if not_kept > 0 {
+                    detail += &format!(" ... ({not_kept} more bytes of stderr not kept)");
+                }
                 return Err(ReloadError::Command { cmd, detail });
             }
             tracing::info!(%cmd, "ran --on-change");
         }
         Ok(())
     }
+}
+
+/// Reads `from` to its end and keeps the first `cap` bytes; the rest is read (so the hook never
+/// blocks on a full pipe) and only counted. A hook that writes gigabytes to stderr must not make
+/// the agent, root on every node, hold them.
+async fn read_capped(mut from: impl tokio::io::AsyncRead + Unpin, cap: usize) -> (Vec<u8>, u64) {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::with_capacity(cap.min(8192));
+    let mut buf = [0u8; 8192];
+    let mut not_kept = 0u64;
+    // A read error ends what there is to say, like the end of the pipe.
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        let take = n.min(cap - kept.len());
+        kept.extend_from_slice(&buf[..take]);
+        not_kept += (n - take) as u64;
+    }
+    (kept, not_kept)
 }
 
 #[cfg(test)]
@@ -138,5 +169,40 @@ mod tests {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
         });
         assert!(gone, "the hook's own child {pid} still runs");
+    }
+
+    #[tokio::test]
+    async fn stderr_past_the_cap_is_read_and_counted_not_held() {
+        use tokio::io::AsyncReadExt;
+        // A gigabyte that is never in memory: only what is kept is.
+        let (kept, not_kept) = read_capped(tokio::io::repeat(b'x').take(1 << 30), MAX_STDERR).await;
+        assert_eq!(kept.len(), MAX_STDERR);
+        assert!(kept.capacity() <= 8192, "{}", kept.capacity());
+        assert_eq!(not_kept, (1 << 30) - MAX_STDERR as u64);
+        let (kept, not_kept) = read_capped(&b"short"[..], MAX_STDERR).await;
+        assert_eq!((kept.as_slice(), not_kept), (&b"short"[..], 0));
+    }
+
+    #[tokio::test]
+    async fn a_failing_hook_that_floods_stderr_is_reported_with_the_start_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("hook.sh");
+        // 64 MiB on stderr, then failure.
+        std::fs::write(
+            &script,
+            "#!/bin/sh
+echo first words >&2
+head -c 67108864 /dev/zero | tr '\\0' y >&2
+exit 3
+",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let reload = Reload { on_change: vec![script.display().to_string()], ..Reload::default() };
+        let e = reload.run(false).await.unwrap_err().to_string();
+        assert!(e.contains("exit status: 3: first words\nyyy"), "{}", &e[..200.min(e.len())]);
+        let not_kept = (67_108_864 + 12 - MAX_STDERR).to_string();
+        assert!(e.ends_with(&format!("... ({not_kept} more bytes of stderr not kept)")), "{}", &e[e.len() - 200..]);
+        assert!(e.len() < MAX_STDERR + 200, "{}", e.len());
     }
 }

@@ -96,6 +96,12 @@ pub struct StatusArgs {
     /// are no Nodes (BYOH), and why a Windows host is behind. "" reads none.
     #[arg(long, value_name = "NS", default_value = "mirrorconf")]
     pub windows_namespace: String,
+    /// The Windows pusher's --lease-name: only ConfigMaps named NAME-hosts-<shard> are its reports.
+    #[arg(long, value_name = "NAME", default_value = "mirrorconf-windows-push")]
+    pub windows_lease: String,
+    /// The Windows pusher's --shards: a report of another shard count is not read.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub windows_shards: u16,
 }
 
 #[derive(Debug, Args)]

@@ -51,7 +51,8 @@ fn as_text(t: &Table, skip: &[&str], sep: &str) -> String {
 }
 
 pub fn parse(text: &str) -> Result<Conf, String> {
-    let doc: DocumentMut = text.parse().map_err(|e| format!("does not parse: {e}"))?;
+    let doc: DocumentMut =
+        text.parse().map_err(|e| format!("does not parse ({})", crate::text::toml_error_text(text, &e)))?;
     let registries = doc
         .get("registry")
         .and_then(Item::as_array_of_tables)

@@ -16,10 +16,14 @@ fn default_server(registry: &str) -> String {
     crate::render::hosts_toml::server_url(registry)
 }
 
-/// The URL a host entry is asked for: `/v2` is added unless `override_path` says the URL has it.
+/// The URL a host entry is asked for, as containerd makes it (`parseHostConfig`, docs/hosts.md):
+/// `/v2` is appended unless `override_path` says the URL is final or its path already ends in
+/// `/v2` (containerd does not double it).
 fn api_base(url: &str, override_path: bool) -> String {
     let url = url.trim_end_matches('/');
-    if override_path {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
+    if override_path || path.ends_with("/v2") {
         url.to_string()
     } else {
         format!("{url}/v2")
@@ -58,7 +62,9 @@ pub fn resolve(reference: &ImageRef, tree: &FileSet, layout: Layout) -> Result<R
     };
     res.matched = Some(format!("{dir}/hosts.toml"));
     let text = std::str::from_utf8(&file.contents).map_err(|_| format!("{dir}/hosts.toml is not UTF-8"))?;
-    let doc: DocumentMut = text.parse().map_err(|e| format!("{dir}/hosts.toml does not parse: {e}"))?;
+    let doc: DocumentMut = text
+        .parse()
+        .map_err(|e| format!("{dir}/hosts.toml does not parse ({})", crate::text::toml_error_text(text, &e)))?;
     let server = doc.get("server").and_then(Item::as_str).unwrap_or_default();
     if server.contains(".invalid/") {
         let rule = if dir == crate::render::hosts_toml::DEFAULT_HOST {
@@ -155,7 +161,8 @@ pub fn every_endpoint(tree: &FileSet) -> Result<Vec<FileEndpoints>, String> {
     for (path, file) in tree.iter() {
         let Some(dir) = path.strip_suffix("/hosts.toml").filter(|d| !d.contains('/')) else { continue };
         let text = std::str::from_utf8(&file.contents).map_err(|_| format!("{path} is not UTF-8"))?;
-        let doc: DocumentMut = text.parse().map_err(|e| format!("{path} does not parse: {e}"))?;
+        let doc: DocumentMut =
+            text.parse().map_err(|e| format!("{path} does not parse ({})", crate::text::toml_error_text(text, &e)))?;
         let (endpoints, skipped) = file_endpoints(&doc, &|base| base.to_string(), None, dir);
         out.push(FileEndpoints { dir: dir.to_string(), endpoints, skipped });
     }
@@ -210,6 +217,43 @@ override_path = true
         let other = ImageRef::parse("busybox").unwrap();
         let r = resolve(&other, &tree(), Layout::Windows).unwrap();
         assert_eq!(r.endpoints[0].pull, "https://registry-1.docker.io/v2/library/busybox/manifests/latest");
+    }
+
+    #[test]
+    fn a_url_already_ending_in_v2_is_not_given_another() {
+        for (url, override_path, base) in [
+            ("https://m.local/v2", false, "https://m.local/v2"),
+            ("https://m.local/v2/", false, "https://m.local/v2"),
+            ("https://m.local/prefix/v2", false, "https://m.local/prefix/v2"),
+            ("https://m.local", false, "https://m.local/v2"),
+            ("https://m.local/prefix", false, "https://m.local/prefix/v2"),
+            ("https://m.local/v2x", false, "https://m.local/v2x/v2"),
+            // A host named v2 is no path.
+            ("https://v2", false, "https://v2/v2"),
+            ("https://m.local/prefix", true, "https://m.local/prefix"),
+        ] {
+            assert_eq!(api_base(url, override_path), base, "{url} override_path = {override_path}");
+        }
+        let mut tree = FileSet::new();
+        let text = "server = \"https://reg.local/v2\"\n[host.\"https://m.local/v2\"]\n  capabilities = [\"pull\"]\n";
+        tree.insert("reg.local/hosts.toml", text, MODE_PUBLIC).unwrap();
+        let pulls: Vec<_> = every_endpoint(&tree).unwrap()[0].endpoints.iter().map(|e| e.pull.clone()).collect();
+        assert_eq!(pulls, ["https://m.local/v2", "https://reg.local/v2"]);
+    }
+
+    /// A broken line can hold a credential: the message says where and why, never the line.
+    #[test]
+    fn a_file_that_does_not_parse_is_named_without_quoting_it() {
+        let mut tree = FileSet::new();
+        let text = "[host.\"https://m.local/v2\"]\n  [host.\"https://m.local/v2\".header]\n    authorization = \"Basic dXNlcjpzM2NyZXQ=\n";
+        tree.insert("reg.local/hosts.toml", text, MODE_PUBLIC).unwrap();
+        let e = every_endpoint(&tree).unwrap_err();
+        assert!(e.starts_with("reg.local/hosts.toml does not parse (line 3, column "), "{e}");
+        assert!(!e.contains("dXNlcjpzM2NyZXQ") && !e.contains("Basic") && !e.contains("authorization"), "{e}");
+        let reference = ImageRef::parse("reg.local/team/app:v1").unwrap();
+        let e = resolve(&reference, &tree, Layout::Linux).unwrap_err();
+        assert!(e.starts_with("reg.local/hosts.toml does not parse (line 3"), "{e}");
+        assert!(!e.contains("dXNlcjpzM2NyZXQ") && !e.contains("Basic"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,27 @@ mod tests {
         assert_ne!(r, super::redact(&a.replace("c2VjcmV0", "b3RoZXI=")));
         assert!(r.ends_with('\n'));
     }
+
+    /// TOML lets the key be quoted, cased or dotted, and the value span lines: none of it shows.
+    #[test]
+    fn every_spelling_of_an_authorization_header_is_redacted() {
+        for text in [
+            "  \"authorization\" = \"Basic c2VjcmV0\"\n",
+            "  'authorization' = \"Basic c2VjcmV0\"\n",
+            "  Authorization=\"Basic c2VjcmV0\"\n",
+            "  header.\"Authorization\" = [\"Basic c2VjcmV0\"]\n",
+            "  header = { authorization = \"Basic c2VjcmV0\" }\n",
+            "  authorization = \"\"\"\nBasic c2VjcmV0\n\"\"\"\nserver = \"https://s\"\n",
+            "  authorization = '''Basic\nc2VjcmV0'''\n",
+        ] {
+            let r = super::redact(text);
+            assert!(!r.contains("c2VjcmV0") && r.contains("<redacted, sha256 "), "{text:?} became {r:?}");
+            assert!(!r.contains("Basic"), "{r:?}");
+        }
+        let multi = super::redact("authorization = \"\"\"\nBasic c2VjcmV0\n\"\"\"\nserver = \"https://s\"\n");
+        assert!(multi.ends_with("\nserver = \"https://s\"\n"), "the line after the value is kept: {multi:?}");
+        assert_eq!(super::redact("server = \"https://s\"\n"), "server = \"https://s\"\n");
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,20 +75,35 @@ fn text(b: &Option<Vec<u8>>) -> Option<&str> {
     b.as_deref().map(|b| std::str::from_utf8(b).ok()).unwrap_or(Some(""))
 }
 
-/// Pull-secret credentials never reach the terminal: the value of every `authorization` header
-/// line is replaced (a changed credential still shows as a changed line).
+/// Pull-secret credentials never reach the terminal: on every line that names an authorization
+/// header, however its key is written (`authorization`, `"authorization"`, `'Authorization'`,
+/// `header.authorization`, an inline table), everything after the first `=` is replaced by a
+/// digest of it, so a changed credential still shows as a changed line. A multi-line string
+/// value is folded into the digest up to its closing quotes.
 fn redact(text: &str) -> String {
-    text.lines()
-        .map(|l| match l.split_once('=') {
-            Some((key, value)) if key.trim() == "authorization" => {
-                let digest = crate::text::sha256_hex(value.trim().as_bytes());
-                format!("{key}= \"<redacted, sha256 {}>\"", &digest[..12])
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some((key, value)) = line.split_once('=').filter(|_| line.to_ascii_lowercase().contains("authorization"))
+        else {
+            out.push(line.to_string());
+            continue;
+        };
+        let mut secret = value.trim().to_string();
+        if let Some(quotes) = ["\"\"\"", "'''"].into_iter().find(|q| secret.starts_with(q)) {
+            // Open until a line holds the closing quotes.
+            let mut open = secret.matches(quotes).count() % 2 == 1;
+            while open {
+                let Some(next) = lines.next() else { break };
+                secret.push('\n');
+                secret.push_str(next);
+                open = !next.contains(quotes);
             }
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + if text.ends_with('\n') { "\n" } else { "" }
+        }
+        let digest = crate::text::sha256_hex(secret.as_bytes());
+        out.push(format!("{key}= \"<redacted, sha256 {}>\"", &digest[..12]));
+    }
+    out.join("\n") + if text.ends_with('\n') { "\n" } else { "" }
 }
 
 pub fn report(changes: &[Change], kept_foreign: Vec<String>) -> Result<Report, String> {

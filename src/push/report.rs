@@ -19,6 +19,14 @@ pub const LABEL: &str = "mirrorconf.io/windows-host-report";
 pub const DATA_KEY: &str = "hosts.json";
 /// A ConfigMap holds at most 1 MiB; past this much the current hosts are counted, not listed.
 pub const MAX_REPORT_BYTES: usize = 900 * 1024;
+/// How far a report's `updated` may be ahead of the reader's clock (the pusher runs on another node).
+pub const MAX_CLOCK_SKEW: u64 = 300;
+
+/// The name of the ConfigMap that holds shard `shard`'s report of the pusher whose Lease is
+/// `lease_name`: the one place that ties a report to its shard.
+pub fn report_name(lease_name: &str, shard: usize) -> String {
+    format!("{lease_name}-hosts-{shard}")
+}
 
 /// Where one host stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,13 +234,49 @@ impl ShardReport {
     }
 }
 
+impl ShardReport {
+    /// Ties a report read back to where it was found, so that a ConfigMap anyone can label cannot
+    /// stand in for the pusher's: it must be named `<lease>-hosts-<shard>` (as the pusher whose
+    /// Lease is `lease_name` names them), hold that shard, count the pusher's `shards`, and have
+    /// been updated no later than `now` plus [`MAX_CLOCK_SKEW`].
+    pub fn check_origin(&self, config_map: &str, lease_name: &str, shards: usize, now: u64) -> Result<(), String> {
+        let prefix = report_name(lease_name, 0);
+        let prefix = &prefix[..prefix.len() - 1];
+        let named_shard = config_map
+            .strip_prefix(prefix)
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n.len() == 1 || !n.starts_with('0')))
+            .and_then(|n| n.parse::<usize>().ok());
+        let Some(named_shard) = named_shard else {
+            return Err(format!(
+                "not named {prefix}<shard>, so not a report of the pusher whose Lease is {lease_name:?} (status --windows-lease)"
+            ));
+        };
+        if self.shard != named_shard {
+            return Err(format!("shard = {} in the report of shard {named_shard}", self.shard));
+        }
+        if self.shards != shards || named_shard >= shards {
+            return Err(format!(
+                "shards = {} where the pusher runs {shards} (status --windows-shards): left from an earlier shard count, or not the pusher's",
+                self.shards
+            ));
+        }
+        if self.updated > now.saturating_add(MAX_CLOCK_SKEW) {
+            return Err(format!(
+                "updated = {}: more than {MAX_CLOCK_SKEW} s ahead of this clock ({now})",
+                self.updated
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn is_fingerprint(f: &str) -> bool {
     f.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Printable, one line, of a sane length: what `status` puts on a terminal.
 fn printable(s: &str, max: usize) -> bool {
-    s.len() <= max && !s.chars().any(char::is_control)
+    s.len() <= max && !s.chars().any(crate::text::is_unsafe_for_terminal)
 }
 
 fn check_host(h: &HostReport) -> Result<(), (&'static str, String)> {

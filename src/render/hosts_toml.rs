@@ -219,11 +219,8 @@ fn is_insecure(policy: &Policy, location: &str) -> bool {
 /// [`HostsError::Unparsable`]).
 fn parse_back(host: &str, text: &str) -> Result<(), HostsError> {
     let Err(e) = text.parse::<toml_edit::DocumentMut>() else { return Ok(()) };
-    let offset = e.span().map_or(0, |s| s.start.min(text.len()));
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Err(HostsError::Unparsable { host: host.to_string(), line, column, message: e.message().to_string() })
+    let (line, column, message) = crate::text::toml_error(text, &e);
+    Err(HostsError::Unparsable { host: host.to_string(), line, column, message })
 }
 
 /// [`render_for`] with the Linux layout's grouping (hosts exactly as written).

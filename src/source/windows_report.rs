@@ -12,7 +12,7 @@ use super::node::{NodeHandle, Untainted};
 use super::windows_hosts::WindowsHosts;
 use super::{bounded, CallError};
 use crate::inspect::fleet::annotations::{FILES_DIGEST, FINGERPRINT, INPUT, TARGETS};
-use crate::push::report::{HostReport, HostState, RoundReport, DATA_KEY, LABEL};
+use crate::push::report::{report_name, HostReport, HostState, RoundReport, DATA_KEY, LABEL};
 use crate::render::Target;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::api::{ObjectMeta, PostParams};
@@ -24,11 +24,6 @@ use tokio::time::Instant;
 
 /// A failed publication is tried again this much later.
 const RETRY: Duration = Duration::from_secs(5);
-
-/// The ConfigMap that holds shard `shard`'s host report.
-pub fn report_name(lease_name: &str, shard: usize) -> String {
-    format!("{lease_name}-hosts-{shard}")
-}
 
 pub struct WindowsReporter {
     pub client: Client,

@@ -20,7 +20,16 @@ pub(super) struct HostRows {
     pub warnings: Vec<String>,
 }
 
-pub(super) fn host_rows(config_maps: &[Arc<ConfigMap>], expected: Option<&Expected>) -> HostRows {
+/// Which pusher's reports count: its Lease name and shard count, and the reader's clock.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pusher<'a> {
+    pub lease_name: &'a str,
+    pub shards: usize,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+pub(super) fn host_rows(config_maps: &[Arc<ConfigMap>], pusher: Pusher<'_>, expected: Option<&Expected>) -> HostRows {
     let mut out = HostRows::default();
     let mut reports = Vec::new();
     for cm in config_maps {
@@ -29,7 +38,13 @@ pub(super) fn host_rows(config_maps: &[Arc<ConfigMap>], expected: Option<&Expect
             out.warnings.push(format!("{name}: no data[{DATA_KEY:?}]; ignored"));
             continue;
         };
-        match ShardReport::parse(text) {
+        // Anyone who can label a ConfigMap could forge one: only the pusher's own, by name,
+        // shard and time, are read, so a forged one cannot stand in for a real one.
+        let parsed = ShardReport::parse(text).and_then(|(report, dropped)| {
+            report.check_origin(&cm.name_any(), pusher.lease_name, pusher.shards, pusher.now)?;
+            Ok((report, dropped))
+        });
+        match parsed {
             Ok((report, dropped)) => {
                 out.warnings.extend(dropped.into_iter().map(|d| format!("{name}: data[{DATA_KEY:?}]: {d}")));
                 reports.push(report);
@@ -37,9 +52,7 @@ pub(super) fn host_rows(config_maps: &[Arc<ConfigMap>], expected: Option<&Expect
             Err(e) => out.warnings.push(format!("{name}: data[{DATA_KEY:?}]: {e}; ignored")),
         }
     }
-    // Reports of a shard count no longer in use (the pusher was rescaled) are stale.
-    let Some(newest) = reports.iter().max_by_key(|r| r.updated).map(|r| r.shards) else { return out };
-    for report in reports.iter().filter(|r| r.shards == newest) {
+    for report in &reports {
         for host in &report.hosts {
             let (state, detail) = classify(host, report.input == "valid", expected);
             match &host.node {
@@ -122,6 +135,11 @@ mod tests {
         }
     }
 
+    const LEASE: &str = "mirrorconf-windows-push";
+    const NOW: u64 = 1_796_000_000;
+    const PUSHER: Pusher<'static> = Pusher { lease_name: LEASE, shards: 1, now: NOW };
+    const SHARD_0: &str = "mirrorconf-windows-push-hosts-0";
+
     #[test]
     fn byoh_hosts_get_rows_and_windows_nodes_get_the_reason_they_are_behind() {
         let e = Expected { without_pull_secret: "sha256:x".into(), with_pull_secret: FP.into() };
@@ -137,12 +155,7 @@ mod tests {
                 host("10.0.0.5", None, HostState::Current, OLD),
             ],
         );
-        // A stale report of an earlier shard count is left out.
-        let stale = report(4, 5, "valid", vec![host("10.9.9.9", None, HostState::Failed, OLD)]);
-        let mut bad = (*cm("mirrorconf-windows-push-hosts-9", &r)).clone();
-        bad.data.as_mut().unwrap().insert(DATA_KEY.into(), "{".into());
-        let bad = Arc::new(bad);
-        let out = host_rows(&[cm("a", &r), cm("b", &stale), bad], Some(&e));
+        let out = host_rows(&[cm(SHARD_0, &r)], PUSHER, Some(&e));
         let rows: Vec<(&str, State)> = out.rows.iter().map(|r| (r.name.as_str(), r.state)).collect();
         assert_eq!(
             rows,
@@ -154,16 +167,67 @@ mod tests {
         );
         assert_eq!(out.rows[1].detail, "push failing since 2026-11-18T11:06:40Z: after 3 attempt(s): timed out");
         assert_eq!(out.node_details.keys().collect::<Vec<_>>(), ["win-3"]);
-        assert_eq!(out.warnings.len(), 1);
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+
+        let mut bad = (*cm(SHARD_0, &r)).clone();
+        bad.data.as_mut().unwrap().insert(DATA_KEY.into(), "{".into());
+        let out = host_rows(&[Arc::new(bad)], PUSHER, Some(&e));
+        assert!(out.rows.is_empty());
         assert!(
             out.warnings[0]
-                .starts_with("ConfigMap/mirrorconf-windows-push-hosts-9: data[\"hosts.json\"]: not a host report"),
+                .starts_with("ConfigMap/mirrorconf-windows-push-hosts-0: data[\"hosts.json\"]: not a host report"),
             "{:?}",
             out.warnings
         );
 
         let refused = report(1, 10, "refused", vec![host("10.0.0.1", None, HostState::Current, FP)]);
-        assert_eq!(host_rows(&[cm("a", &refused)], Some(&e)).rows[0].state, State::Refused);
-        assert_eq!(host_rows(&[cm("a", &r)], None).rows[0].state, State::Pending);
+        assert_eq!(host_rows(&[cm(SHARD_0, &refused)], PUSHER, Some(&e)).rows[0].state, State::Refused);
+        assert_eq!(host_rows(&[cm(SHARD_0, &r)], PUSHER, None).rows[0].state, State::Pending);
+    }
+
+    /// The forgery: any ConfigMap with the label, an `updated` far in the future and no
+    /// hosts made every real report look stale. A report counts only under its own name, for its
+    /// own shard, with the pusher's shard count and a time not ahead of the clock.
+    #[test]
+    fn a_report_counts_only_under_its_name_shard_and_shard_count_and_not_from_the_future() {
+        let e = Expected { without_pull_secret: "sha256:x".into(), with_pull_secret: FP.into() };
+        let real = report(1, NOW - 30, "valid", vec![host("10.0.0.2", None, HostState::Failed, OLD)]);
+        let pending = |cms: &[Arc<ConfigMap>], pusher| {
+            let out = host_rows(cms, pusher, Some(&e));
+            (out.rows.iter().filter(|r| r.state == State::Pending).count(), out.warnings)
+        };
+        assert_eq!(pending(&[cm(SHARD_0, &real)], PUSHER).0, 1);
+
+        let forged = |shard, shards, updated| ShardReport { shard, shards, ..report(shards, updated, "valid", vec![]) };
+        let cases = [
+            ("forged", forged(0, 1, u64::MAX), "not named mirrorconf-windows-push-hosts-<shard>"),
+            ("mirrorconf-windows-push-hosts-00", forged(0, 1, NOW), "not named"),
+            ("other-pusher-hosts-0", forged(0, 1, NOW), "not named"),
+            ("mirrorconf-windows-push-hosts-0x", forged(0, 1, NOW), "not named"),
+            ("mirrorconf-windows-push-hosts-7", forged(7, 8, NOW), "shards = 8 where the pusher runs 1"),
+            ("mirrorconf-windows-push-hosts-1", forged(0, 1, NOW), "shard = 0 in the report of shard 1"),
+            ("mirrorconf-windows-push-hosts-1", forged(1, 2, NOW), "shards = 2 where the pusher runs 1"),
+            (SHARD_0, forged(0, 1, u64::MAX), "updated = 18446744073709551615: more than 300 s ahead"),
+            (SHARD_0, forged(0, 1, NOW + 301), "more than 300 s ahead"),
+        ];
+        for (name, report, why) in cases {
+            let (n, warnings) = pending(&[cm(SHARD_0, &real), cm(name, &report)], PUSHER);
+            if name == SHARD_0 {
+                // The same name twice cannot happen in one namespace: read it alone.
+                let (n, warnings) = pending(&[cm(name, &report)], PUSHER);
+                assert_eq!(n, 0);
+                assert!(warnings.iter().any(|w| w.contains(why)), "{name}: {warnings:?}");
+                continue;
+            }
+            assert_eq!(n, 1, "{name}: {report:?} hid the real report");
+            let expected = format!("ConfigMap/{name}: data[\"hosts.json\"]: ");
+            assert!(warnings.iter().any(|w| w.starts_with(&expected) && w.contains(why)), "{name}: {warnings:?}");
+        }
+        // Within the allowed skew a report is read; a sharded pusher's reports with its count.
+        assert_eq!(pending(&[cm(SHARD_0, &ShardReport { updated: NOW + 300, ..real.clone() })], PUSHER).0, 1);
+        let sharded = Pusher { shards: 2, ..PUSHER };
+        let shard_1 = ShardReport { shard: 1, shards: 2, ..real.clone() };
+        assert_eq!(pending(&[cm("mirrorconf-windows-push-hosts-1", &shard_1)], sharded).0, 1);
+        assert_eq!(pending(&[cm(SHARD_0, &real)], sharded).0, 0, "a report of one shard when the pusher runs 2");
     }
 }

@@ -14,6 +14,7 @@ use crate::policy::Policy;
 use crate::push::report::LABEL;
 use crate::source::kube::{spawn_reflector, Cluster, Watching};
 use crate::tasks::Tasks;
+use crate::text::for_terminal;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::runtime::{reflector::Store, watcher};
 use kube::{Api, ResourceExt};
@@ -69,10 +70,16 @@ async fn status_async(args: &StatusArgs) -> Result<ExitCode, Error> {
     let mut last_counts = None;
     let mut warned = HashSet::new();
     loop {
-        let (summary, invalid, warnings) = evaluate(&cluster, &nodes, reports.as_ref(), args.selector.is_none());
+        let pusher = hosts::Pusher {
+            lease_name: &args.windows_lease,
+            shards: usize::from(args.windows_shards),
+            now: crate::push::record::unix_now(),
+        };
+        let (summary, invalid, warnings) =
+            evaluate(&cluster, &nodes, reports.as_ref(), pusher, args.selector.is_none());
         for w in warnings {
             if warned.insert(w.clone()) {
-                eprintln!("warning: {w}");
+                say(&format!("warning: {w}"));
             }
         }
         let now = Instant::now();
@@ -83,19 +90,19 @@ async fn status_async(args: &StatusArgs) -> Result<ExitCode, Error> {
         let lasting_refusal = refused_since.values().any(|t| now.duration_since(*t) >= REFUSAL_GRACE);
         let done = !args.wait || summary.all_current || invalid.is_some() || lasting_refusal;
         if args.wait && !done && last_counts.as_ref() != Some(&summary.counts) {
-            eprintln!("waiting: {}", counts_line(&summary));
+            say(&format!("waiting: {}", counts_line(&summary)));
             last_counts = Some(summary.counts.clone());
         }
         if done || now >= deadline {
             if let Some(errors) = &invalid {
-                eprintln!("the current objects are refused, so no node can hold them:\n{errors}");
+                say(&format!("the current objects are refused, so no node can hold them:\n{errors}"));
             }
             if args.wait && now >= deadline && !summary.all_current {
-                eprintln!("timed out after {:?}: {}", args.timeout, counts_line(&summary));
+                say(&format!("timed out after {:?}: {}", args.timeout, counts_line(&summary)));
             }
             print(&summary, args);
             if !summary.refused().is_empty() {
-                eprintln!("refused on: {}", summary.refused().join(", "));
+                say(&format!("refused on: {}", summary.refused().join(", ")));
             }
             return Ok(if summary.all_current { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
@@ -120,11 +127,11 @@ async fn host_reports(client: &kube::Client, namespace: &str, watching: &Watchin
     match tokio::time::timeout(SYNC_TIMEOUT, api.list(&params)).await {
         Ok(Ok(_)) => Some(spawn_reflector(api, watcher::Config::default().labels(&selector), watching)),
         Ok(Err(e)) => {
-            eprintln!("warning: cannot read the Windows host reports in namespace {namespace:?} ({e}); hosts that are no Nodes are not listed");
+            say(&format!("warning: cannot read the Windows host reports in namespace {namespace:?} ({e}); hosts that are no Nodes are not listed"));
             None
         }
         Err(_) => {
-            eprintln!("warning: no answer listing the Windows host reports in namespace {namespace:?}; hosts that are no Nodes are not listed");
+            say(&format!("warning: no answer listing the Windows host reports in namespace {namespace:?}; hosts that are no Nodes are not listed"));
             None
         }
     }
@@ -137,13 +144,14 @@ fn evaluate(
     cluster: &Cluster,
     nodes: &Store<Node>,
     reports: Option<&Store<ConfigMap>>,
+    pusher: hosts::Pusher<'_>,
     all_hosts: bool,
 ) -> (Summary, Option<String>, Vec<String>) {
     let (expected, invalid) = match Policy::from_inputs(&cluster.snapshot()) {
         Ok(policy) => (Some(Expected::of(&policy)), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let host_rows = reports.map(|r| hosts::host_rows(&r.state(), expected.as_ref())).unwrap_or_default();
+    let host_rows = reports.map(|r| hosts::host_rows(&r.state(), pusher, expected.as_ref())).unwrap_or_default();
     let mut statuses: Vec<_> = nodes
         .state()
         .iter()
@@ -169,13 +177,20 @@ fn counts_line(summary: &Summary) -> String {
         .join(", ")
 }
 
+/// Node annotations, report fields and the error text that quotes them come from the cluster:
+/// everything status writes goes through one sanitiser, so none of it can steer the terminal
+/// (clear it, retitle it, or overwrite the counts line with a forged one).
 fn print(summary: &Summary, args: &StatusArgs) {
-    match args.output {
-        OutputFormat::Text => print!("{}", summary.text(args.all)),
-        OutputFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(summary).expect("a summary always serialises"))
-        }
-    }
+    let text = match args.output {
+        OutputFormat::Text => summary.text(args.all),
+        OutputFormat::Json => serde_json::to_string_pretty(summary).expect("a summary always serialises") + "\n",
+    };
+    print!("{}", for_terminal(&text, true));
+}
+
+/// One message on stderr, through the same sanitiser as the output.
+fn say(message: &str) {
+    eprintln!("{}", for_terminal(message, true));
 }
 
 /// `90`, `90s`, `5m`, `1h`.

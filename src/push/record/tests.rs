@@ -176,7 +176,9 @@ fn bad_entries_are_ignored_and_named_by_file_field_and_value() {
     for (text, why) in [
         ("{", "not valid JSON"),
         (r#"{"version":2,"hosts":[]}"#, "version = 2: only version 1"),
-        (r#"{"version":1,"hosts":{}}"#, "hosts: not a list"),
+        (r#"{"version":1,"hosts":{}}"#, "expected hosts: a list"),
+        (r#"{"version":1}"#, "missing field `hosts`"),
+        ("[]", "not a record"),
     ] {
         let (r, p) = parse("f", text.as_bytes(), 0);
         assert!(r.entries.is_empty() && p.len() == 1 && p[0].contains(why), "{p:?}");
@@ -217,4 +219,77 @@ fn a_record_past_the_size_limit_is_not_read_and_is_rewritten() {
     assert_eq!(problems, [want]);
     file.save(&r).unwrap();
     assert!(std::fs::metadata(&path).unwrap().len() < 100);
+}
+
+/// The issue's case: 32 MiB of tiny bad entries (11 million `{}`) cost 3.6 GB and 16.7 million
+/// warning lines. Now the first MAX_MESSAGES are named and the rest counted.
+#[test]
+fn a_record_of_millions_of_tiny_bad_entries_is_named_briefly() {
+    let max = super::file::MAX_BYTES as usize;
+    let prefix = r#"{"version":1,"hosts":["#;
+    let entries = (max - prefix.len() - 2) / 3;
+    let mut text = String::with_capacity(max);
+    text.push_str(prefix);
+    for i in 0..entries {
+        text.push_str(if i == 0 { "{}" } else { ",{}" });
+    }
+    text.push_str("]}");
+    assert!(text.len() <= max);
+    let started = std::time::Instant::now();
+    let (r, problems) = parse("big.json", text.as_bytes(), 0);
+    assert!(r.entries.is_empty());
+    assert_eq!(problems.len(), super::file::MAX_MESSAGES + 1);
+    assert!(problems[0].starts_with("record big.json: hosts[0].address = null: not a string"), "{problems:?}");
+    assert_eq!(
+        problems.last().unwrap(),
+        &format!("record big.json: {} more entries ignored (only the first 20 are named)", entries - 20)
+    );
+    eprintln!("{entries} entries in {:?}", started.elapsed());
+}
+
+/// An entry of a megabyte is refused by its size, not parsed into a tree many times as large.
+#[test]
+fn an_entry_too_large_for_a_host_is_refused_by_its_size() {
+    let big = format!(r#"{{"version":1,"hosts":[[{}0]]}}"#, "0,".repeat(500_000));
+    let (r, problems) = parse("f", big.as_bytes(), 0);
+    assert!(r.entries.is_empty());
+    assert_eq!(
+        problems,
+        ["record f: hosts[0]: 1000003 bytes, more than an entry holds (65536); this entry is ignored"]
+    );
+}
+
+/// A FIFO as the record hung the push for ever, holding the lock; a symlinked lock file made root
+/// create (or lock) whatever it pointed at. Neither is opened through now.
+#[test]
+fn a_fifo_record_or_a_symlinked_lock_is_refused_without_hanging_or_following() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("push-record.json");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (file, r, problems) = RecordFile::open(&path, 10).unwrap();
+    assert!(r.entries.is_empty());
+    assert_eq!(
+        problems,
+        [format!("record {}: cannot read it: not a regular file; it is ignored and rewritten", path.display())]
+    );
+    file.save(&r).unwrap();
+    assert!(std::fs::symlink_metadata(&path).unwrap().is_file(), "the FIFO is replaced by the record");
+    drop(file);
+
+    // A record that is a link is not read through it (it may point at any file root can read).
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "{\"version\":1,\"hosts\":[]}").unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&secret, &path).unwrap();
+    let (_file, _, problems) = RecordFile::open(&path, 10).unwrap();
+    assert!(problems[0].contains("cannot read it: a symbolic link, which is not followed"), "{problems:?}");
+    drop(_file);
+
+    let target = dir.path().join("created-by-root");
+    let other = dir.path().join("other/push-record.json");
+    std::fs::create_dir(other.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&target, other.with_extension("lock")).unwrap();
+    let e = RecordFile::open(&other, 10).err().expect("a symlinked lock is refused");
+    assert!(e.to_string().contains("a symbolic link, which is not followed"), "{e}");
+    assert!(!target.exists(), "the link's target was created");
 }

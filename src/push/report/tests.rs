@@ -187,3 +187,17 @@ fn what_is_read_back_is_checked_entry_by_entry() {
     }
     assert!(ShardReport::parse("[]").unwrap_err().starts_with("not a host report"));
 }
+
+/// Bidi overrides and zero-width characters are not control characters, yet reorder or hide what
+/// a terminal shows: an entry holding one is dropped like one holding ESC.
+#[test]
+fn bidi_and_zero_width_characters_fail_the_printable_check() {
+    for sneaky in ["win\u{202E}1-niw", "a\u{2066}b", "zero\u{200B}width", "\u{FEFF}bom", "mark\u{200F}"] {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&report(vec![entry(0, HostState::Current, FP)]).to_json()).unwrap();
+        v["hosts"][0]["host"] = sneaky.into();
+        let (back, dropped) = ShardReport::parse(&v.to_string()).unwrap();
+        assert!(back.hosts.is_empty(), "{sneaky:?} passed");
+        assert!(dropped[0].starts_with("hosts[0].host: "), "{dropped:?}");
+    }
+}
