@@ -168,9 +168,10 @@ fn an_image_reference_where_a_repository_is_meant_gets_its_fix() {
     for (mirror, fix) in cases {
         let r = refused("fix.yaml", &idms(&format!("  - source: quay.io/ns\n    mirrors:\n    - \"{mirror}\"\n")));
         let line = r.line("mirrors[0]");
+        // The mirror's own line: it is written once.
         assert!(
             line.starts_with(
-                "invalid: fix.yaml:1: ImageDigestMirrorSet/airgap: spec.imageDigestMirrors[0].mirrors[0] = "
+                "invalid: fix.yaml:9: ImageDigestMirrorSet/airgap: spec.imageDigestMirrors[0].mirrors[0] = "
             ),
             "{line}"
         );
@@ -203,7 +204,7 @@ fn the_icsp_conflict_says_to_migrate_the_icsp() {
     let line = r.line("conflicting");
     assert_eq!(
         line,
-        "invalid: conflict.yaml:11: ImageContentSourcePolicy/old: spec.repositoryDigestMirrors[0].source = \"quay.io/ns\": \
+        "invalid: conflict.yaml:16: ImageContentSourcePolicy/old: spec.repositoryDigestMirrors[0].source = \"quay.io/ns\": \
          conflicting mirrorSourcePolicy is set for the same source: an ImageContentSourcePolicy has no mirrorSourcePolicy and means \
          AllowContactingSource, while ImageDigestMirrorSet/airgap sets NeverContactSource; fix: migrate ImageContentSourcePolicy/old \
          to an ImageDigestMirrorSet with mirrorSourcePolicy: NeverContactSource"
@@ -242,7 +243,7 @@ fn validate_output_json_is_one_record_per_problem() {
     let out = mirrorconf(&["validate", "--output", "json", "--manifests", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let records: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(records[0]["line"], 1);
+    assert_eq!(records[0]["line"], 8, "the mirror's own line");
     assert_eq!(records[0]["field"], "spec.imageDigestMirrors[0].mirrors[0]");
     assert_eq!(records[0]["value"], "m.corp/app:v1");
     assert_eq!(records[0]["fix"], "drop the tag `:v1`");

@@ -21,6 +21,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// `mirrorSourcePolicy` values. Kept as strings in the types so that a wrong value is reported by
 /// validation with its object and field, instead of failing deserialisation of the whole file.
@@ -121,7 +122,20 @@ pub struct Inputs {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     pub file: PathBuf,
+    /// The object's first line.
     pub line: Option<usize>,
+    /// The text of the object's document from that line on, to find a value's own line in it.
+    pub text: Option<Arc<str>>,
+}
+
+impl Origin {
+    /// The line of `value` when it is written once in the object's document (so it cannot be the
+    /// wrong one), else the object's first line.
+    pub fn line_of(&self, value: &str) -> Option<usize> {
+        let first = self.line?;
+        let offset = self.text.as_deref().and_then(|text| load::value_line(text, value));
+        Some(offset.map_or(first, |o| first + o))
+    }
 }
 
 /// `Kind/name` as used in every message that points at an object.

@@ -202,7 +202,7 @@ impl Policy {
             for e in &mut v.errors {
                 if let Some(origin) = inputs.origins.get(&e.object) {
                     e.file = Some(origin.file.clone());
-                    e.line = origin.line;
+                    e.line = origin.line_of(&e.value);
                 }
             }
             return Err(ValidationErrors(v.errors));

@@ -33,7 +33,7 @@ fn reports_every_error_with_object_field_and_value() {
     assert!(errors.iter().all(|e| e.object == "ImageDigestMirrorSet/bad"));
     assert_eq!(
         errors[0].to_string(),
-        "t.yaml:1: ImageDigestMirrorSet/bad: spec.imageDigestMirrors[0].mirrors[1] = \"Bad.io/NS\": invalid mirror: expected host[:port][/path] with a lowercase path (no scheme, tag, digest or wildcard); fix: write the path in lowercase: `/ns`"
+        "t.yaml:7: ImageDigestMirrorSet/bad: spec.imageDigestMirrors[0].mirrors[1] = \"Bad.io/NS\": invalid mirror: expected host[:port][/path] with a lowercase path (no scheme, tag, digest or wildcard); fix: write the path in lowercase: `/ns`"
     );
 }
 
@@ -85,7 +85,7 @@ fn an_icsp_in_a_conflict_is_never_given_a_policy_field_and_the_fix_is_to_migrate
             "migrate ImageContentSourcePolicy/c to an ImageDigestMirrorSet with mirrorSourcePolicy: NeverContactSource"
         )
     );
-    assert_eq!(e[0].line, Some(1));
+    assert_eq!(e[0].line, Some(6), "the line of the ICSP's source");
     // An ITMS read after the ICSP: the ITMS's field is named, and the fix still migrates the ICSP.
     let tag = itms("t", "  - source: q.io\n    mirrors: [m3.io]\n    mirrorSourcePolicy: NeverContactSource\n");
     let e = policy(&format!("{icsp}{tag}")).unwrap_err().0;

@@ -66,6 +66,49 @@ impl Span {
     }
 }
 
+impl Span {
+    /// This document's lines in `text`, from its first line.
+    pub(super) fn text<'t>(&self, text: &'t str) -> &'t str {
+        let mut start = None;
+        let mut offset = 0;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            let n = i + 1;
+            if n == self.line {
+                start = Some(offset);
+            }
+            if n == self.end {
+                return start.map_or("", |s| &text[s..offset]);
+            }
+            offset += line.len();
+        }
+        start.map_or("", |s| &text[s..])
+    }
+}
+
+/// The 0-based line of `text` that holds `value` as a scalar (`- value`, `key: value`, quoted, or
+/// in a flow list), when exactly one line does.
+pub(crate) fn value_line(text: &str, value: &str) -> Option<usize> {
+    if value.is_empty() {
+        return None;
+    }
+    let before = |c: Option<char>| c.is_none_or(|c| matches!(c, ' ' | '\t' | '[' | '{' | ',' | '"' | '\'' | ':' | '-'));
+    let after = |c: Option<char>| c.is_none_or(|c| matches!(c, ' ' | '\t' | ']' | '}' | ',' | '"' | '\'' | '\r' | '#'));
+    let holds = |line: &str| {
+        line.match_indices(value)
+            .any(|(at, _)| before(line[..at].chars().next_back()) && after(line[at + value.len()..].chars().next()))
+    };
+    let mut found = None;
+    for (i, line) in text.lines().enumerate() {
+        if holds(line) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(i);
+        }
+    }
+    found
+}
+
 fn is_marker(line: &str, marker: &str) -> bool {
     line.strip_prefix(marker).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
 }
@@ -119,6 +162,19 @@ mod tests {
                 assert_eq!(l.len(), parsed(text), "{text:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_value_written_once_has_its_line() {
+        let text = "spec:\n  items:\n  - source: q.io/ns\n    mirrors: [\"m.io/a:v1\", m.io/b]\n  - source: q.io\n    mirrors:\n    - m.io/b\n";
+        assert_eq!(value_line(text, "q.io/ns"), Some(2));
+        assert_eq!(value_line(text, "m.io/a:v1"), Some(3));
+        assert_eq!(value_line(text, "q.io"), Some(4), "not inside q.io/ns");
+        assert_eq!(value_line(text, "m.io/b"), None, "twice: no line rather than a wrong one");
+        assert_eq!(value_line(text, ""), None);
+        let span = Span { line: 2, end: 4 };
+        assert_eq!(span.text("a\nb\nc\nd\n"), "b\nc\n");
+        assert_eq!(Span { line: 3, end: usize::MAX }.text("a\nb\nc\nd"), "c\nd");
     }
 
     #[test]

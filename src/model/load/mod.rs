@@ -9,6 +9,8 @@
 
 mod files;
 mod lines;
+
+pub(crate) use lines::value_line;
 mod strict;
 
 use super::depth;
@@ -22,6 +24,7 @@ use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Nesting depth refused before parsing. Kubernetes objects nest fewer than 15 levels (a `List` of
 /// objects with `managedFields` included); libyaml's scanner does work per token in proportion to
@@ -260,7 +263,9 @@ impl Loader {
             if value.is_null() {
                 continue;
             }
-            let doc = Doc { path, number: i + 1, span: spans.as_ref().map(|s| s[i]), text };
+            let span = spans.as_ref().map(|s| s[i]);
+            let own_text = span.map(|s| Arc::from(s.text(text)));
+            let doc = Doc { path, number: i + 1, span, text, own_text };
             self.accept(&doc, value, None);
         }
     }
@@ -434,7 +439,9 @@ impl Loader {
             return None;
         }
         self.seen.insert(key, here);
-        self.inputs.origins.insert(object_name, Origin { file: path.to_path_buf(), line: doc.line() });
+        self.inputs
+            .origins
+            .insert(object_name, Origin { file: path.to_path_buf(), line: doc.line(), text: doc.own_text.clone() });
         Some(object)
     }
 
@@ -453,7 +460,10 @@ struct Doc<'t> {
     /// 1-based, as the parser yields documents.
     number: usize,
     span: Option<lines::Span>,
+    /// The whole file.
     text: &'t str,
+    /// This document's text from its first line, shared by the objects in it.
+    own_text: Option<Arc<str>>,
 }
 
 impl Doc<'_> {
