@@ -255,3 +255,16 @@ fn unknown_fields_are_refused_at_their_line_and_objects_keep_their_origin() {
     assert_eq!(origin("ImageDigestMirrorSet/a"), Some(("test.yaml".to_string(), Some(1))));
     assert_eq!(origin("ImageDigestMirrorSet/b"), Some(("test.yaml".to_string(), Some(10))));
 }
+
+#[test]
+fn objects_from_a_cluster_are_read_leniently_and_the_same_text_in_a_file_is_not() {
+    // What kube-rs does with an API server's answer: serde_json into the types. A field a newer
+    // OpenShift adds must not stop the agent (docs/design.md, "Validation").
+    let json = r#"{"apiVersion":"config.openshift.io/v1","kind":"ImageDigestMirrorSet","metadata":{"name":"a"},
+        "spec":{"imageDigestMirrors":[{"source":"q.io","mirrors":["m.io"],"someFutureField":true}],"futureSpecField":1}}"#;
+    let from_cluster: crate::model::ImageDigestMirrorSet = serde_json::from_str(json).unwrap();
+    assert_eq!(from_cluster.spec.image_digest_mirrors[0].mirrors, ["m.io"]);
+    let errors = load(json).unwrap_err();
+    let fields: Vec<_> = errors.iter().filter_map(|e| e.field.as_deref()).collect();
+    assert_eq!(fields, ["spec.imageDigestMirrors[0].someFutureField", "spec.futureSpecField"]);
+}
