@@ -1,7 +1,7 @@
 //! The library's error type. Input problems (exit 2) are kept apart from failures of the machine
 //! (exit 1), so callers can tell "fix your manifests" from "the disk is full".
 
-use crate::model::LoadError;
+use crate::model::{Diagnostic, LoadError};
 use crate::policy::ValidationErrors;
 use crate::render::RenderError;
 use crate::sink::local::SinkError;
@@ -36,6 +36,19 @@ impl Error {
     /// True when the input (manifests, base file, flags) is at fault rather than the machine.
     pub fn is_invalid_input(&self) -> bool {
         matches!(self, Error::Load(_) | Error::Invalid(_) | Error::Base { .. } | Error::Render(_) | Error::Usage(_))
+    }
+
+    /// Each problem as one record (`validate --output json`); an error that is not about one
+    /// object is one record with only its message (and its file when it has one).
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        match self {
+            Error::Load(errors) => errors.iter().map(LoadError::diagnostic).collect(),
+            Error::Invalid(errors) => errors.0.iter().map(|e| e.diagnostic()).collect(),
+            Error::Base { path, source } => {
+                vec![Diagnostic { file: Some(path.clone()), message: source.to_string(), ..Default::default() }]
+            }
+            other => vec![Diagnostic { message: other.to_string(), ..Default::default() }],
+        }
     }
 }
 

@@ -24,7 +24,7 @@ pub const MAX_BASE_BYTES: u64 = 1 << 20;
 /// `Ok(None)` when there is no such file. Too big or not UTF-8 is bad input (exit 2), naming the
 /// file and the limit.
 fn read_base_text(path: &Path, what: &str) -> Result<Option<String>, Error> {
-    let refuse = |message: String| Error::Load(vec![LoadError { path: path.to_path_buf(), document: None, message }]);
+    let refuse = |message: String| Error::Load(vec![LoadError::new(path, None, message)]);
     let limit = describe_size(MAX_BASE_BYTES);
     match read_text_limited(path, MAX_BASE_BYTES) {
         Ok(text) => Ok(Some(text)),

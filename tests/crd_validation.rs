@@ -301,11 +301,15 @@ fn for_single_objects_the_crds_and_the_agent_agree_but_for_the_documented_differ
             samples.push((mirror_set(kind, json!({"source": "quay.io/ns", "mirrors": [m]})), Agree));
         }
     }
-    for kind in ["ImageDigestMirrorSet", "ImageTagMirrorSet"] {
+    for kind in ["ImageDigestMirrorSet", "ImageTagMirrorSet", "ImageContentSourcePolicy"] {
+        // mirrors is a set in the API: a repeat is refused by both.
+        samples.push((mirror_set(kind, json!({"source": "quay.io/ns", "mirrors": ["m.corp/ns", "m.corp/ns"]})), Agree));
         samples.push((
-            mirror_set(kind, json!({"source": "quay.io/ns", "mirrors": ["m.corp/ns", "m.corp/ns"]})),
-            OnlyCrdRefuses("mirrors is a set in the API; the agent merges repeats"),
+            mirror_set(kind, json!({"source": "quay.io/ns", "mirrors": ["m.corp/ns"], "mirrorSourcePolicies": "NeverContactSource"})),
+            OnlyAgentRefuses("an unknown field: the API server prunes it, or refuses it under kubectl's strict field validation, which a JSON Schema reading of the CRD cannot model"),
         ));
+    }
+    for kind in ["ImageDigestMirrorSet", "ImageTagMirrorSet"] {
         for p in ["NeverContactSource", "AllowContactingSource", "Sometimes"] {
             samples.push((
                 mirror_set(kind, json!({"source": "q.io/a", "mirrors": ["m.io/a"], "mirrorSourcePolicy": p})),
@@ -349,6 +353,11 @@ fn for_single_objects_the_crds_and_the_agent_agree_but_for_the_documented_differ
     samples.push((
         image(json!({"containerRuntimeSearchRegistries": []})),
         OnlyCrdRefuses("minItems 1 in the API; the agent reads an empty list as none"),
+    ));
+    samples.push((
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "Image", "metadata": {"name": "cluster"},
+               "spec": {"registrysources": {"blockedRegistries": ["b.io"]}}}),
+        OnlyAgentRefuses("an unknown field (see above)"),
     ));
     samples.push((
         image(json!({"containerRuntimeSearchRegistries": ["quay.io/ns"]})),

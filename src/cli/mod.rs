@@ -187,6 +187,11 @@ pub struct ValidateArgs {
     /// $MIRRORCONF_IMAGE (mirrorconf's own image).
     #[arg(long = "must-allow", value_name = "IMAGE")]
     pub must_allow: Vec<String>,
+    /// text: one line per problem on stderr. json: on stdout, an array with one record per
+    /// problem, {file, line, object, field, value, message, fix} (null when unknown, file null for
+    /// objects from a cluster); [] when the input is valid. The exit code is the same (2: refused).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 impl ValidateArgs {
@@ -371,15 +376,27 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Man(args) => docs::man(&args),
         Command::Check(args) => check::check(&args),
         Command::Validate(args) => {
-            let (inputs, policy) = node::load_policy(&args.manifests.paths)?;
-            println!(
+            let json = args.output == OutputFormat::Json;
+            let (inputs, policy) = match node::load_policy(&args.manifests.paths) {
+                Ok(loaded) => loaded,
+                Err(e) if json && e.is_invalid_input() => {
+                    print_json(&e.diagnostics())?;
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+                Err(e) => return Err(e),
+            };
+            if json {
+                print_json(&Vec::<crate::model::Diagnostic>::new())?;
+            } else {
+                println!(
                 "valid: {} ImageDigestMirrorSet, {} ImageTagMirrorSet, {} ImageContentSourcePolicy; {} digest and {} tag mirror sources",
                 inputs.digest_sets.len(),
                 inputs.tag_sets.len(),
                 inputs.content_source_policies.len(),
-                policy.digest_sets.len(),
-                policy.tag_sets.len()
-            );
+                    policy.digest_sets.len(),
+                    policy.tag_sets.len()
+                );
+            }
             print_policy_warnings(&policy);
             print_hosts_warnings(&policy);
             for w in crate::render::policy_json::warnings(&policy, &args.must_allow()?) {
@@ -388,6 +405,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `validate --output json`'s array, pretty-printed on stdout.
+fn print_json(diagnostics: &[crate::model::Diagnostic]) -> Result<(), Error> {
+    let text =
+        serde_json::to_string_pretty(diagnostics).map_err(|e| Error::Runtime(format!("cannot print JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
 }
 
 pub(crate) fn print_policy_warnings(policy: &crate::policy::Policy) {

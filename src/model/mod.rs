@@ -2,13 +2,16 @@
 //!
 //! The custom resources are declared with `kube::CustomResource`, so the cluster source can list and
 //! watch exactly these types; `ConfigMap` and `Secret` are the upstream `k8s-openapi` types.
-//! Only the fields mirrorconf reads are modelled; unknown fields are ignored, as the API server would
-//! keep them but they do not change what is rendered.
+//! Only the fields mirrorconf reads are modelled, and serde ignores the others: objects from a
+//! cluster are read leniently. Files are read strictly: the loader checks every object against
+//! its kind's schema before it is decoded (docs/design.md, "Validation").
 
 mod depth;
+mod diagnostic;
 mod load;
 pub mod pull_secret;
 
+pub use diagnostic::Diagnostic;
 pub use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 pub(crate) use load::{describe_size, read_text_limited, LimitedRead};
 pub use load::{load_paths, load_paths_with, load_text, load_text_with, Limits, LoadError, MAX_DEPTH, MAX_TOKENS};
@@ -16,6 +19,9 @@ pub use load::{load_paths, load_paths_with, load_text, load_text_with, Limits, L
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// `mirrorSourcePolicy` values. Kept as strings in the types so that a wrong value is reported by
 /// validation with its object and field, instead of failing deserialisation of the whole file.
@@ -108,6 +114,28 @@ pub struct Inputs {
     pub image: Option<Image>,
     pub config_maps: Vec<ConfigMap>,
     pub secrets: Vec<Secret>,
+    /// Where each object (`Kind/name`) was read from, for messages; empty for a cluster's objects.
+    pub origins: BTreeMap<String, Origin>,
+}
+
+/// The file an object was read from, and the line it starts on when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// The object's first line.
+    pub line: Option<usize>,
+    /// The text of the object's document from that line on, to find a value's own line in it.
+    pub text: Option<Arc<str>>,
+}
+
+impl Origin {
+    /// The line of `value` when it is written once in the object's document (so it cannot be the
+    /// wrong one), else the object's first line.
+    pub fn line_of(&self, value: &str) -> Option<usize> {
+        let first = self.line?;
+        let offset = self.text.as_deref().and_then(|text| load::value_line(text, value));
+        Some(offset.map_or(first, |o| first + o))
+    }
 }
 
 /// `Kind/name` as used in every message that points at an object.

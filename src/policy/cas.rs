@@ -21,9 +21,10 @@ pub const MERGED_NAME: &str = "image-registry-certificates";
 pub fn decode_key(key: &str) -> Result<String, String> {
     // Checked before decoding, so that no key can carry a path separator or anything else odd.
     if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
-        return Err(format!(
-            "{key:?} does not decode to a registry host[:port]: a key may hold only letters, digits, '-' and '.' (with ':' written as '..')"
-        ));
+        return Err(
+            "does not decode to a registry host[:port]: a key may hold only letters, digits, '-' and '.' (with ':' written as '..')"
+                .to_string(),
+        );
     }
     let decoded = key.replacen("..", ":", 1);
     let (host, port) = match decoded.split_once(':') {
@@ -36,7 +37,7 @@ pub fn decode_key(key: &str) -> Result<String, String> {
             && p.bytes().all(|b| b.is_ascii_digit())
             && matches!(p.parse::<u32>(), Ok(1..=65535));
         if !ok {
-            return Err(format!("{key:?} decodes to {decoded:?}, whose port is not a number from 1 to 65535"));
+            return Err(format!("decodes to {decoded:?}, whose port is not a number from 1 to 65535"));
         }
     }
     let label_ok = |l: &str| {
@@ -47,9 +48,10 @@ pub fn decode_key(key: &str) -> Result<String, String> {
             && !l.ends_with('-')
     };
     if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
-        return Err(format!(
-            "{key:?} does not decode to a registry host[:port] (letters, digits, '-' and '.', with ':' written as '..')"
-        ));
+        return Err(
+            "does not decode to a registry host[:port] (letters, digits, '-' and '.', with ':' written as '..')"
+                .to_string(),
+        );
     }
     Ok(decoded)
 }
@@ -136,7 +138,13 @@ pub fn registry_cas(
             let host = match decode_key(key) {
                 Ok(h) => h,
                 Err(why) => {
-                    errors.push(ValidationError { object: object.clone(), field, value: key.clone(), message: why });
+                    errors.push(ValidationError {
+                        object: object.clone(),
+                        field,
+                        value: key.clone(),
+                        message: why,
+                        ..Default::default()
+                    });
                     continue;
                 }
             };
@@ -152,7 +160,13 @@ pub fn registry_cas(
                 Err(why) => {
                     // Never the bytes: a refused value may be a pasted private key.
                     let size = format!("<{} bytes, not shown>", value.len());
-                    errors.push(ValidationError { object: object.clone(), field, value: size, message: why });
+                    errors.push(ValidationError {
+                        object: object.clone(),
+                        field,
+                        value: size,
+                        message: why,
+                        ..Default::default()
+                    });
                 }
             }
         }

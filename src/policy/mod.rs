@@ -6,30 +6,53 @@
 
 pub mod cas;
 pub mod fingerprint;
+pub mod hint;
 pub mod merge;
 pub mod scope;
 
 use crate::model::pull_secret::{self, PullSecret};
-use crate::model::{object_ref, Inputs, MirrorEntry, ALLOW_CONTACTING_SOURCE, NEVER_CONTACT_SOURCE};
+use crate::model::{object_ref, Diagnostic, Inputs, MirrorEntry, ALLOW_CONTACTING_SOURCE, NEVER_CONTACT_SOURCE};
 use foldhash::{HashMap, HashMapExt};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// One problem in the input, pointing at the object, the field and the offending value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One problem in the input, pointing at the object, the field and the offending value, and at
+/// the file and line the object came from when it came from a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ValidationError {
     /// `Kind/name`.
     pub object: String,
     /// Field path inside the object, e.g. `spec.imageDigestMirrors[1].mirrors[0]`.
     pub field: String,
+    /// Shown once, by the field; messages do not repeat it.
     pub value: String,
     pub message: String,
+    /// What to change, when it can be said.
+    pub fix: Option<String>,
+    /// Where the object was read from (`Inputs::origins`); `None` for a cluster's objects.
+    pub file: Option<std::path::PathBuf>,
+    pub line: Option<usize>,
+}
+
+impl ValidationError {
+    pub fn diagnostic(&self) -> Diagnostic {
+        Diagnostic {
+            file: self.file.clone(),
+            line: self.line,
+            object: Some(self.object.clone()),
+            field: Some(self.field.clone()),
+            value: Some(self.value.clone()),
+            message: self.message.clone(),
+            fix: self.fix.clone(),
+            document: None,
+        }
+    }
 }
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} = {:?}: {}", self.object, self.field, self.value, self.message)
+        self.diagnostic().fmt(f)
     }
 }
 
@@ -102,7 +125,7 @@ pub struct Policy {
 
 impl Policy {
     pub fn from_inputs(inputs: &Inputs) -> Result<Policy, ValidationErrors> {
-        let mut v = Validator { errors: Vec::new(), policies: HashMap::new() };
+        let mut v = Validator { errors: Vec::new(), policies: HashMap::new(), origins: &inputs.origins };
         let mut policy = Policy::default();
 
         // Sorted by name so that which object a conflict is reported on never depends on file order.
@@ -176,6 +199,12 @@ impl Policy {
         }
 
         if !v.errors.is_empty() {
+            for e in &mut v.errors {
+                if let Some(origin) = inputs.origins.get(&e.object) {
+                    e.file = Some(origin.file.clone());
+                    e.line = origin.line_of(&e.value);
+                }
+            }
             return Err(ValidationErrors(v.errors));
         }
         policy.digest_sets = merged_sets(&policy.digest_entries);
@@ -225,15 +254,30 @@ struct Validator<'i> {
     errors: Vec<ValidationError>,
     /// source -> (policy, object that first set it), across IDMS, ICSP and ITMS.
     policies: HashMap<&'i str, (&'static str, Arc<str>)>,
+    /// Which objects were read from files, where the rules the API server keeps are checked too.
+    origins: &'i BTreeMap<String, crate::model::Origin>,
 }
 
 impl<'i> Validator<'i> {
     fn error(&mut self, object: &str, field: &str, value: &str, message: impl Into<String>) {
+        self.error_with_fix(object, field, value, message, None);
+    }
+
+    fn error_with_fix(
+        &mut self,
+        object: &str,
+        field: &str,
+        value: &str,
+        message: impl Into<String>,
+        fix: Option<String>,
+    ) {
         self.errors.push(ValidationError {
             object: object.to_string(),
             field: field.to_string(),
             value: value.to_string(),
             message: message.into(),
+            fix,
+            ..Default::default()
         });
     }
 
@@ -252,60 +296,69 @@ impl<'i> Validator<'i> {
             let source = entry.source.as_str();
             if !scope::is_valid_source(source) {
                 let why = if source.is_empty() {
-                    "source must not be empty".to_string()
-                } else if source.contains("://") {
-                    format!("invalid format for source {source:?}: a source is host[:port][/path], without a scheme")
+                    "source must not be empty"
                 } else {
-                    format!("invalid format for source {source:?}: expected host[:port][/path] (lowercase path) or *.domain")
+                    "invalid source: expected host[:port][/path] with a lowercase path, or *.domain (no scheme, tag or digest)"
                 };
-                self.error(object, &format!("{}.source", at()), source, why);
+                self.error_with_fix(object, &format!("{}.source", at()), &shown(source), why, hint::fix(source, true));
             }
             let policy = match entry.mirror_source_policy.as_deref() {
                 None | Some("") => ALLOW_CONTACTING_SOURCE,
                 Some(ALLOW_CONTACTING_SOURCE) if has_policy_field => ALLOW_CONTACTING_SOURCE,
                 Some(NEVER_CONTACT_SOURCE) if has_policy_field => NEVER_CONTACT_SOURCE,
                 Some(other) => {
-                    self.error(
-                        object,
-                        &format!("{}.mirrorSourcePolicy", at()),
-                        other,
-                        "mirrorSourcePolicy must be AllowContactingSource or NeverContactSource",
-                    );
+                    let (why, fix) = if has_policy_field {
+                        let meant = [ALLOW_CONTACTING_SOURCE, NEVER_CONTACT_SOURCE]
+                            .into_iter()
+                            .find(|p| p.eq_ignore_ascii_case(other.trim()));
+                        let fix = match meant {
+                            Some(p) => format!("write `{p}`"),
+                            None => format!("write `{ALLOW_CONTACTING_SOURCE}` or `{NEVER_CONTACT_SOURCE}`"),
+                        };
+                        ("mirrorSourcePolicy must be AllowContactingSource or NeverContactSource", fix)
+                    } else {
+                        (
+                            "an ImageContentSourcePolicy has no mirrorSourcePolicy (it always means AllowContactingSource)",
+                            "migrate it to an ImageDigestMirrorSet, which has mirrorSourcePolicy".to_string(),
+                        )
+                    };
+                    self.error_with_fix(object, &format!("{}.mirrorSourcePolicy", at()), &shown(other), why, Some(fix));
                     ALLOW_CONTACTING_SOURCE
                 }
             };
             match self.policies.get(source) {
                 Some((first, first_object)) if *first != policy => {
-                    let message = format!(
-                        "conflicting mirrorSourcePolicy is set for the same source {source:?} in imagedigestmirrorsets, \
-                         imagetagmirrorsets, or imagecontentsourcepolicies ({first_object} sets {first})"
-                    );
-                    self.error(object, &format!("{}.mirrorSourcePolicy", at()), policy, message);
+                    let (first, first_object) = (*first, Arc::clone(first_object));
+                    self.policy_conflict(object, &at(), entry, has_policy_field, policy, first, &first_object);
                 }
                 Some(_) => {}
                 None => {
                     self.policies.insert(source, (policy, Arc::clone(object)));
                 }
             }
+            let mut first_at: HashMap<&str, usize> = HashMap::new();
+            let from_file = self.origins.contains_key(&**object);
             for (j, mirror) in entry.mirrors.iter().enumerate() {
                 let field = || format!("{}.mirrors[{j}]", at());
                 if !scope::is_valid_mirror(mirror) {
-                    let why = if mirror.contains("://") {
-                        format!(
-                            "invalid format for mirror {mirror:?}: a mirror is host[:port][/path], without a scheme"
-                        )
+                    let why = "invalid mirror: expected host[:port][/path] with a lowercase path (no scheme, tag, digest or wildcard)";
+                    self.error_with_fix(object, &field(), &shown(mirror), why, hint::fix(mirror, false));
+                }
+                // A set in the API (openshift/api for IDMS and ITMS, mirrorconf's CRD for ICSP): a
+                // repeat in a file is refused like the API server would; one in a cluster's ICSP
+                // is merged away, since refusing it would stop every agent.
+                if from_file {
+                    if let Some(first) = first_at.get(mirror.as_str()) {
+                        let why = format!("listed twice in this entry (mirrors is a set); first at mirrors[{first}]");
+                        self.error_with_fix(object, &field(), &shown(mirror), why, Some("remove the repeat".into()));
                     } else {
-                        format!(
-                            "invalid format for mirror {mirror:?}: expected host[:port][/path] with a lowercase path"
-                        )
-                    };
-                    self.error(object, &field(), mirror, why);
+                        first_at.insert(mirror, j);
+                    }
                 }
                 if policy == NEVER_CONTACT_SOURCE && mirror == source {
-                    let message = format!(
-                        "cannot set mirrorSourcePolicy: NeverContactSource if the source {source:?} is one of the mirrors"
-                    );
-                    self.error(object, &field(), mirror, message);
+                    let why = "cannot set mirrorSourcePolicy: NeverContactSource if the source is one of the mirrors";
+                    let fix = "remove the source from its mirrors, or allow contacting the source".to_string();
+                    self.error_with_fix(object, &field(), &shown(mirror), why, Some(fix));
                 }
             }
             let real_mirror = entry.mirrors.iter().any(|m| m != source);
@@ -317,6 +370,42 @@ impl<'i> Validator<'i> {
                     never_contact_source: policy == NEVER_CONTACT_SOURCE,
                 });
             }
+        }
+    }
+
+    /// Two objects give one source different policies. An ImageContentSourcePolicy has no
+    /// `mirrorSourcePolicy` field to point at: it always means AllowContactingSource, and moving it
+    /// to an ImageDigestMirrorSet is how it gets another.
+    #[allow(clippy::too_many_arguments)]
+    fn policy_conflict(
+        &mut self,
+        object: &Arc<str>,
+        at: &str,
+        entry: &MirrorEntry,
+        has_policy_field: bool,
+        policy: &str,
+        first: &str,
+        first_object: &str,
+    ) {
+        let is_icsp = |o: &str| o.starts_with("ImageContentSourcePolicy/");
+        let conflict = "conflicting mirrorSourcePolicy is set for the same source";
+        if !has_policy_field {
+            let message = format!(
+                "{conflict}: an ImageContentSourcePolicy has no mirrorSourcePolicy and means {ALLOW_CONTACTING_SOURCE}, while {first_object} sets {first}"
+            );
+            let fix = format!("migrate {object} to an ImageDigestMirrorSet with mirrorSourcePolicy: {first}");
+            self.error_with_fix(object, &format!("{at}.source"), &shown(&entry.source), message, Some(fix));
+        } else if is_icsp(first_object) {
+            let message = format!(
+                "{conflict} {:?}: {first_object} means {first} (an ImageContentSourcePolicy has no mirrorSourcePolicy)",
+                shown(&entry.source)
+            );
+            let fix = format!("migrate {first_object} to an ImageDigestMirrorSet with mirrorSourcePolicy: {policy}");
+            self.error_with_fix(object, &format!("{at}.mirrorSourcePolicy"), policy, message, Some(fix));
+        } else {
+            let message = format!("{conflict} {:?}: {first_object} sets {first}", shown(&entry.source));
+            let fix = "give the source one mirrorSourcePolicy in every object".to_string();
+            self.error_with_fix(object, &format!("{at}.mirrorSourcePolicy"), policy, message, Some(fix));
         }
     }
 
@@ -342,7 +431,7 @@ impl<'i> Validator<'i> {
             } else {
                 continue;
             };
-            self.error(object, &format!("{path}[{i}]"), &shown(s), why);
+            self.error_with_fix(object, &format!("{path}[{i}]"), &shown(s), why, hint::fix(s, true));
         }
     }
 

@@ -33,14 +33,15 @@ fn reports_every_error_with_object_field_and_value() {
     assert!(errors.iter().all(|e| e.object == "ImageDigestMirrorSet/bad"));
     assert_eq!(
         errors[0].to_string(),
-        "ImageDigestMirrorSet/bad: spec.imageDigestMirrors[0].mirrors[1] = \"Bad.io/NS\": invalid format for mirror \"Bad.io/NS\": expected host[:port][/path] with a lowercase path"
+        "t.yaml:7: ImageDigestMirrorSet/bad: spec.imageDigestMirrors[0].mirrors[1] = \"Bad.io/NS\": invalid mirror: expected host[:port][/path] with a lowercase path (no scheme, tag, digest or wildcard); fix: write the path in lowercase: `/ns`"
     );
 }
 
 #[test]
 fn a_scheme_in_a_source_is_refused_with_a_hint() {
     let e = policy(&idms("s", "  - source: docker://quay.io\n    mirrors: [m.io]\n")).unwrap_err();
-    assert!(e.to_string().contains("without a scheme"), "{e}");
+    assert_eq!(e.0[0].fix.as_deref(), Some("drop the scheme `docker://`"), "{e}");
+    assert_eq!(e.to_string().matches("docker://quay.io").count(), 1, "the value once: {e}");
 }
 
 #[test]
@@ -53,6 +54,7 @@ fn conflicting_policies_across_kinds_are_refused_whatever_the_file_order() {
         assert_eq!(e[0].object, "ImageTagMirrorSet/b");
         assert_eq!(e[0].field, "spec.imageTagMirrors[0].mirrorSourcePolicy");
         assert!(e[0].message.contains("conflicting mirrorSourcePolicy is set for the same source \"q.io/ns\""));
+        assert_eq!(e[0].fix.as_deref(), Some("give the source one mirrorSourcePolicy in every object"));
     }
 }
 
@@ -63,6 +65,78 @@ fn icsp_counts_as_allow_contacting_source() {
     assert!(policy(&format!("{icsp}{never}")).is_err());
     let allow = idms("n", "  - source: q.io\n    mirrors: [m2.io]\n    mirrorSourcePolicy: AllowContactingSource\n");
     assert!(policy(&format!("{icsp}{allow}")).is_ok());
+}
+
+#[test]
+fn an_icsp_in_a_conflict_is_never_given_a_policy_field_and_the_fix_is_to_migrate_it() {
+    let icsp = "apiVersion: operator.openshift.io/v1alpha1\nkind: ImageContentSourcePolicy\nmetadata: {name: c}\nspec:\n  repositoryDigestMirrors:\n  - source: q.io\n    mirrors: [m.io]\n---\n";
+    let never = idms("n", "  - source: q.io\n    mirrors: [m2.io]\n    mirrorSourcePolicy: NeverContactSource\n");
+    // IDMS are read before ICSPs: the ICSP is the one at fault, at its source.
+    let e = policy(&format!("{icsp}{never}")).unwrap_err().0;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (e[0].object.as_str(), e[0].field.as_str(), e[0].value.as_str()),
+        ("ImageContentSourcePolicy/c", "spec.repositoryDigestMirrors[0].source", "q.io")
+    );
+    assert!(e[0].message.contains("an ImageContentSourcePolicy has no mirrorSourcePolicy and means AllowContactingSource, while ImageDigestMirrorSet/n sets NeverContactSource"), "{}", e[0]);
+    assert_eq!(
+        e[0].fix.as_deref(),
+        Some(
+            "migrate ImageContentSourcePolicy/c to an ImageDigestMirrorSet with mirrorSourcePolicy: NeverContactSource"
+        )
+    );
+    assert_eq!(e[0].line, Some(6), "the line of the ICSP's source");
+    // An ITMS read after the ICSP: the ITMS's field is named, and the fix still migrates the ICSP.
+    let tag = itms("t", "  - source: q.io\n    mirrors: [m3.io]\n    mirrorSourcePolicy: NeverContactSource\n");
+    let e = policy(&format!("{icsp}{tag}")).unwrap_err().0;
+    assert_eq!(e[0].field, "spec.imageTagMirrors[0].mirrorSourcePolicy");
+    assert!(e[0].message.contains("ImageContentSourcePolicy/c means AllowContactingSource (an ImageContentSourcePolicy has no mirrorSourcePolicy)"), "{}", e[0]);
+    assert_eq!(
+        e[0].fix.as_deref(),
+        Some(
+            "migrate ImageContentSourcePolicy/c to an ImageDigestMirrorSet with mirrorSourcePolicy: NeverContactSource"
+        )
+    );
+}
+
+#[test]
+fn a_repeated_mirror_is_refused_in_a_file_and_merged_in_a_cluster() {
+    let yaml = idms("d", "  - source: q.io\n    mirrors: [m.io, n.io, m.io]\n");
+    let e = policy(&yaml).unwrap_err().0;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].field.as_str(), e[0].value.as_str()), ("spec.imageDigestMirrors[0].mirrors[2]", "m.io"));
+    assert_eq!(e[0].message, "listed twice in this entry (mirrors is a set); first at mirrors[0]");
+    assert_eq!(e[0].fix.as_deref(), Some("remove the repeat"));
+    // The same object from a cluster (no file to point at): merged, as the runtime would.
+    let mut inputs = load_text(Path::new("t.yaml"), &yaml).unwrap();
+    inputs.origins.clear();
+    assert_eq!(Policy::from_inputs(&inputs).unwrap().digest_sets[0].mirrors, ["m.io", "n.io"]);
+}
+
+#[test]
+fn a_wrong_policy_value_gets_the_value_meant() {
+    let e = policy(&idms("p", "  - source: q.io\n    mirrors: [m.io]\n    mirrorSourcePolicy: nevercontactsource\n"))
+        .unwrap_err()
+        .0;
+    assert_eq!(e[0].fix.as_deref(), Some("write `NeverContactSource`"));
+    let e =
+        policy(&idms("p", "  - source: q.io\n    mirrors: [m.io]\n    mirrorSourcePolicy: Sometimes\n")).unwrap_err().0;
+    assert_eq!(e[0].fix.as_deref(), Some("write `AllowContactingSource` or `NeverContactSource`"));
+}
+
+#[test]
+fn errors_of_a_cluster_object_name_no_file() {
+    let mut inputs =
+        load_text(Path::new("t.yaml"), &idms("c", "  - source: q.io\n    mirrors: ['m.io/a:v1']\n")).unwrap();
+    inputs.origins.clear();
+    let e = Policy::from_inputs(&inputs).unwrap_err().0;
+    assert_eq!((e[0].file.as_ref(), e[0].line), (None, None));
+    assert!(
+        e[0].to_string().starts_with("ImageDigestMirrorSet/c: spec.imageDigestMirrors[0].mirrors[0] = \"m.io/a:v1\": "),
+        "{}",
+        e[0]
+    );
+    assert!(e[0].to_string().ends_with("; fix: drop the tag `:v1`"), "{}", e[0]);
 }
 
 #[test]
@@ -83,7 +157,8 @@ fn never_contact_source_marks_the_set() {
     let e =
         policy(&idms("a", "  - source: q.io\n    mirrors: [m.io, q.io]\n    mirrorSourcePolicy: NeverContactSource\n"))
             .unwrap_err();
-    assert!(e.0[0].message.starts_with("cannot set mirrorSourcePolicy: NeverContactSource if the source \"q.io\""));
+    assert_eq!(e.0[0].message, "cannot set mirrorSourcePolicy: NeverContactSource if the source is one of the mirrors");
+    assert_eq!(e.0[0].value, "q.io");
     assert_eq!(e.0[0].field, "spec.imageDigestMirrors[0].mirrors[1]");
 }
 
@@ -170,7 +245,7 @@ fn a_list_over_the_item_limit_is_one_error() {
     assert_eq!(e.len(), 1);
     assert_eq!(
         e[0].to_string(),
-        "Image/cluster: spec.registrySources.blockedRegistries = \"1025 items\": more than 1024 items (the API server's limit)"
+        "t.yaml:1: Image/cluster: spec.registrySources.blockedRegistries = \"1025 items\": more than 1024 items (the API server's limit)"
     );
 }
 

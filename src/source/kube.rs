@@ -104,6 +104,9 @@ impl Cluster {
     }
 
     pub fn with_client(client: Client, watching: &Watching, pull_secret: bool) -> Cluster {
+        // The API server validated these objects against its own schema, which a newer OpenShift
+        // may extend: unlike files, they are read leniently (docs/design.md, "Validation").
+        tracing::debug!("objects from the API server are read leniently: fields mirrorconf does not know are ignored");
         let cfg = watcher::Config::default;
         let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
         let w = watching;
@@ -150,6 +153,8 @@ impl Cluster {
             image: cloned(&self.images).into_iter().find(|i| i.name_any() == "cluster"),
             config_maps,
             secrets: self.secrets.as_ref().map(cloned).unwrap_or_default(),
+            // Objects from the API server have no file to point at: messages name the object.
+            origins: Default::default(),
         }
     }
 

@@ -8,9 +8,14 @@
 //! text that nests deeper than libyaml can parse in linear time.
 
 mod files;
+mod lines;
+
+pub(crate) use lines::value_line;
+mod strict;
 
 use super::depth;
 use super::{ConfigMap, Image, ImageContentSourcePolicy, ImageDigestMirrorSet, ImageTagMirrorSet, Inputs, Secret};
+use super::{Diagnostic, Origin};
 use files::{collect_files, read_bounded, ReadError};
 pub(crate) use files::{describe_size, read_text_limited, LimitedRead};
 use serde::de::DeserializeOwned;
@@ -19,6 +24,7 @@ use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Nesting depth refused before parsing. Kubernetes objects nest fewer than 15 levels (a `List` of
 /// objects with `managedFields` included); libyaml's scanner does work per token in proportion to
@@ -76,15 +82,48 @@ pub struct LoadError {
     pub path: PathBuf,
     /// 1-based document number inside a multi-document file, when the problem is in one document.
     pub document: Option<usize>,
+    /// 1-based line: the field's, the object's first, or where the parser stopped.
+    pub line: Option<usize>,
+    /// `Kind/name`, when the problem is in one object.
+    pub object: Option<String>,
+    pub field: Option<String>,
+    pub value: Option<String>,
     pub message: String,
+    pub fix: Option<String>,
+}
+
+impl LoadError {
+    /// A problem with a whole file or document, with no object or field to name.
+    pub fn new(path: &Path, document: Option<usize>, message: impl Into<String>) -> LoadError {
+        LoadError {
+            path: path.to_path_buf(),
+            document,
+            line: None,
+            object: None,
+            field: None,
+            value: None,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    pub fn diagnostic(&self) -> Diagnostic {
+        Diagnostic {
+            file: Some(self.path.clone()),
+            line: self.line,
+            object: self.object.clone(),
+            field: self.field.clone(),
+            value: self.value.clone(),
+            message: self.message.clone(),
+            fix: self.fix.clone(),
+            document: self.document,
+        }
+    }
 }
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.document {
-            Some(n) => write!(f, "{} (document {n}): {}", self.path.display(), self.message),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
-        }
+        self.diagnostic().fmt(f)
     }
 }
 
@@ -164,7 +203,29 @@ impl Loader {
     }
 
     fn error(&mut self, path: &Path, document: Option<usize>, message: impl Into<String>) {
-        self.errors.push(LoadError { path: path.to_path_buf(), document, message: message.into() });
+        self.errors.push(LoadError::new(path, document, message));
+    }
+
+    /// A problem with a whole document, at its first line.
+    fn doc_error(&mut self, doc: &Doc, message: impl Into<String>) {
+        let mut error = LoadError::new(doc.path, Some(doc.number), message);
+        error.line = doc.line();
+        self.errors.push(error);
+    }
+
+    /// A problem in one object (or its kind) of `doc`.
+    fn object_error(&mut self, doc: &Doc, object: String, line: Option<usize>, problem: ObjectProblem) {
+        let named = !problem.field.is_empty();
+        self.errors.push(LoadError {
+            path: doc.path.to_path_buf(),
+            document: Some(doc.number),
+            line: line.or(doc.line()),
+            object: Some(object),
+            field: Some(problem.field).filter(|_| named),
+            value: Some(problem.value).filter(|_| named),
+            message: problem.message,
+            fix: problem.fix,
+        });
     }
 
     fn load_text(&mut self, path: &Path, text: &str) {
@@ -182,23 +243,38 @@ impl Loader {
             self.error(path, None, message);
             return;
         }
+        let mut values = Vec::new();
+        let mut broken = false;
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             match Value::deserialize(doc) {
-                Ok(Value::Null) => {}
-                Ok(value) => self.accept(path, i + 1, value, None),
+                Ok(value) => values.push(value),
                 Err(e) => {
-                    self.error(path, Some(i + 1), format!("not valid YAML or JSON: {e}"));
+                    let mut error = LoadError::new(path, Some(i + 1), format!("not valid YAML or JSON: {e}"));
+                    error.line = e.location().map(|l| l.line());
+                    self.errors.push(error);
                     // The parser cannot resynchronise after a syntax error.
+                    broken = true;
                     break;
                 }
             }
         }
+        let spans = if broken { None } else { lines::document_starts(text, values.len()) };
+        for (i, value) in values.into_iter().enumerate() {
+            if value.is_null() {
+                continue;
+            }
+            let span = spans.as_ref().map(|s| s[i]);
+            let own_text = span.map(|s| Arc::from(s.text(text)));
+            let doc = Doc { path, number: i + 1, span, text, own_text };
+            self.accept(&doc, value, None);
+        }
     }
 
     /// `list_type` is `(apiVersion, kind)` of a typed list's items, which the API server omits.
-    fn accept(&mut self, path: &Path, doc: usize, mut value: Value, list_type: Option<(&str, &str)>) {
+    fn accept(&mut self, doc: &Doc, mut value: Value, list_type: Option<(&str, &str)>) {
+        let path = doc.path;
         if !matches!(value, Value::Mapping(_)) {
-            self.error(path, Some(doc), "a document must be a Kubernetes object (a mapping)");
+            self.doc_error(doc, "a document must be a Kubernetes object (a mapping)");
             return;
         }
         if let Some((api_version, kind)) = list_type {
@@ -209,7 +285,7 @@ impl Loader {
         let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
         if kind.is_empty() {
-            self.error(path, Some(doc), "object has no kind");
+            self.doc_error(doc, "object has no kind");
             return;
         }
         if kind == "List" || kind.ends_with("List") {
@@ -218,93 +294,154 @@ impl Loader {
                 Some(Value::Sequence(items)) => items,
                 Some(Value::Null) | None => Vec::new(),
                 Some(_) => {
-                    self.error(path, Some(doc), format!("{kind}: items must be a list"));
+                    self.doc_error(doc, format!("{kind}: items must be a list"));
                     return;
                 }
             };
             for item in items {
-                self.accept(path, doc, item, item_type.map(|k| (api_version.as_str(), k)));
+                self.accept(doc, item, item_type.map(|k| (api_version.as_str(), k)));
             }
             return;
         }
-        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        match (group, kind.as_str()) {
-            ("config.openshift.io", "ImageDigestMirrorSet") => {
-                if let Some(o) = self.decode::<ImageDigestMirrorSet>(path, doc, &kind, value) {
+        let object = format!("{kind}/{}", printable_name(&value));
+        let Some(known) = strict::KNOWN_KINDS.iter().find(|k| k.kind == kind) else {
+            if let Some(meant) = strict::near_miss_kind(&kind) {
+                let problem = ObjectProblem {
+                    field: "kind".into(),
+                    value: kind.clone(),
+                    message: format!("not a kind mirrorconf reads; did you mean {meant}?"),
+                    fix: Some(format!("write `kind: {meant}`")),
+                };
+                let line = doc.key_line("kind");
+                self.object_error(doc, object, line, problem);
+            } else {
+                tracing::debug!(file = %path.display(), %api_version, %kind, "skipping a kind mirrorconf does not read");
+            }
+            return;
+        };
+        if api_version != known.api_version {
+            let group = |v: &str| v.rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default();
+            let (group, known_group) = (group(&api_version), group(known.api_version));
+            // `Image` and the core kinds' names are used by other groups for other kinds (OpenShift's
+            // image.openshift.io/v1 Image is one): only the groups mirrorconf reads are its own.
+            let ours = strict::TYPO_PRONE.contains(&known.kind) || strict::GROUPS_READ.contains(&group.as_str());
+            if !ours {
+                tracing::debug!(file = %path.display(), %api_version, %kind, "skipping a kind of another API group");
+                return;
+            }
+            let message = if group == known_group {
+                format!("not a version of {kind} that mirrorconf reads (it reads {})", known.api_version)
+            } else {
+                format!("{kind} is not in this API group (it is {})", known.api_version)
+            };
+            let problem = ObjectProblem {
+                field: "apiVersion".into(),
+                value: api_version.clone(),
+                message,
+                fix: Some(format!("write `apiVersion: {}`", known.api_version)),
+            };
+            let line = doc.key_line("apiVersion");
+            self.object_error(doc, object, line, problem);
+            return;
+        }
+        let problems = strict::check(known.kind, &value);
+        if !problems.is_empty() {
+            for p in problems {
+                let line = p.key.as_deref().and_then(|k| doc.key_line(k));
+                let problem = ObjectProblem { field: p.field, value: p.value, message: p.message, fix: p.fix };
+                self.object_error(doc, object.clone(), line, problem);
+            }
+            return;
+        }
+        match known.kind {
+            "ImageDigestMirrorSet" => {
+                if let Some(o) = self.decode::<ImageDigestMirrorSet>(doc, &kind, value) {
                     self.inputs.digest_sets.push(o);
                 }
             }
-            ("config.openshift.io", "ImageTagMirrorSet") => {
-                if let Some(o) = self.decode::<ImageTagMirrorSet>(path, doc, &kind, value) {
+            "ImageTagMirrorSet" => {
+                if let Some(o) = self.decode::<ImageTagMirrorSet>(doc, &kind, value) {
                     self.inputs.tag_sets.push(o);
                 }
             }
-            ("operator.openshift.io", "ImageContentSourcePolicy") => {
-                if let Some(o) = self.decode::<ImageContentSourcePolicy>(path, doc, &kind, value) {
+            "ImageContentSourcePolicy" => {
+                if let Some(o) = self.decode::<ImageContentSourcePolicy>(doc, &kind, value) {
                     self.inputs.content_source_policies.push(o);
                 }
             }
-            ("config.openshift.io", "Image") => {
+            "Image" => {
                 let named_cluster =
                     value.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str) == Some("cluster");
                 if !named_cluster {
                     tracing::warn!(file = %path.display(), "ignoring an Image object not named \"cluster\"");
                     return;
                 }
-                if let Some(o) = self.decode::<Image>(path, doc, &kind, value) {
+                if let Some(o) = self.decode::<Image>(doc, &kind, value) {
                     self.inputs.image = Some(o);
                 }
             }
-            ("", "ConfigMap") if api_version == "v1" => {
-                if let Some(o) = self.decode::<ConfigMap>(path, doc, &kind, value) {
+            "ConfigMap" => {
+                if let Some(o) = self.decode::<ConfigMap>(doc, &kind, value) {
                     self.inputs.config_maps.push(o);
                 }
             }
-            ("", "Secret") if api_version == "v1" => {
-                if let Some(o) = self.decode::<Secret>(path, doc, &kind, value) {
+            "Secret" => {
+                if let Some(o) = self.decode::<Secret>(doc, &kind, value) {
                     self.inputs.secrets.push(o);
                 }
             }
-            _ => {
-                tracing::debug!(file = %path.display(), %api_version, %kind, "skipping a kind mirrorconf does not read")
-            }
+            other => unreachable!("KNOWN_KINDS lists {other} without a decoder"),
         }
     }
 
-    fn decode<T: DeserializeOwned>(&mut self, path: &Path, doc: usize, kind: &str, value: Value) -> Option<T> {
+    fn decode<T: DeserializeOwned>(&mut self, doc: &Doc, kind: &str, value: Value) -> Option<T> {
+        let path = doc.path;
         let meta = value.get("metadata");
         let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
         let namespace = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("").to_string();
         if name.is_empty() {
-            self.error(path, Some(doc), format!("{kind} has no metadata.name"));
+            let mut error = LoadError::new(path, Some(doc.number), format!("{kind} has no metadata.name"));
+            error.line = doc.line();
+            self.errors.push(error);
             return None;
         }
+        let object_name = format!("{kind}/{name}");
         let object = match serde_yaml_ng::from_value::<T>(value) {
             Ok(o) => o,
             // A Secret's decode error could quote the credentials it holds: say where, not what.
-            Err(e) if kind == "Secret" => {
-                let location =
-                    e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
-                self.error(
-                    path,
-                    Some(doc),
-                    format!("{kind}/{name}: not a valid Secret{location}; details withheld, it holds credentials"),
-                );
+            Err(_) if kind == "Secret" => {
+                let problem = ObjectProblem {
+                    field: String::new(),
+                    value: String::new(),
+                    message: "not a valid Secret; details withheld, it holds credentials".into(),
+                    fix: None,
+                };
+                self.object_error(doc, object_name, None, problem);
                 return None;
             }
             Err(e) => {
-                self.error(path, Some(doc), format!("{kind}/{name}: {e}"));
+                let problem =
+                    ObjectProblem { field: String::new(), value: String::new(), message: e.to_string(), fix: None };
+                self.object_error(doc, object_name, None, problem);
                 return None;
             }
         };
-        let here = format!("{} (document {doc})", path.display());
+        let here = match doc.line() {
+            Some(line) => format!("{}:{line}", path.display()),
+            None => format!("{} (document {})", path.display(), doc.number),
+        };
         let key = (kind.to_string(), namespace, name.clone());
         if let Some(first) = self.seen.get(&key) {
             let message = format!("{kind}/{name} is defined twice; first in {first}");
-            self.error(path, Some(doc), message);
+            let mut error = LoadError::new(path, Some(doc.number), message);
+            error.line = doc.line();
+            self.errors.push(error);
             return None;
         }
         self.seen.insert(key, here);
+        self.inputs
+            .origins
+            .insert(object_name, Origin { file: path.to_path_buf(), line: doc.line(), text: doc.own_text.clone() });
         Some(object)
     }
 
@@ -314,6 +451,46 @@ impl Loader {
         } else {
             Err(self.errors)
         }
+    }
+}
+
+/// Where the document being read sits in its file.
+struct Doc<'t> {
+    path: &'t Path,
+    /// 1-based, as the parser yields documents.
+    number: usize,
+    span: Option<lines::Span>,
+    /// The whole file.
+    text: &'t str,
+    /// This document's text from its first line, shared by the objects in it.
+    own_text: Option<Arc<str>>,
+}
+
+impl Doc<'_> {
+    /// The object's first line.
+    fn line(&self) -> Option<usize> {
+        self.span.map(|s| s.line)
+    }
+
+    /// The line of `key` in this document, when it is written there once.
+    fn key_line(&self, key: &str) -> Option<usize> {
+        self.span.and_then(|s| s.key_line(self.text, key))
+    }
+}
+
+/// What is wrong with one field of an object.
+struct ObjectProblem {
+    field: String,
+    value: String,
+    message: String,
+    fix: Option<String>,
+}
+
+/// `metadata.name` as a message may show it.
+fn printable_name(object: &Value) -> String {
+    match object.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str) {
+        Some(name) if !name.is_empty() => name.chars().take(253).flat_map(char::escape_debug).collect(),
+        _ => "<unnamed>".to_string(),
     }
 }
 

@@ -54,9 +54,12 @@ fn reports_every_bad_document_with_its_position() {
     .unwrap_err();
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert_eq!(errors[0].document, Some(1));
-    assert!(errors[0].message.starts_with("ImageDigestMirrorSet/a: "), "{}", errors[0]);
-    assert!(errors[1].message.contains("no metadata.name"), "{}", errors[1]);
-    assert!(errors[2].to_string().starts_with("test.yaml (document 3): "), "{}", errors[2]);
+    assert_eq!(
+        errors[0].to_string(),
+        "test.yaml:5: ImageDigestMirrorSet/a: spec.imageDigestMirrors = \"7\": expected a list, found a number; fix: write a list: `- item` lines, or `[item, ...]`"
+    );
+    assert!(errors[1].to_string().starts_with("test.yaml:7: ImageTagMirrorSet has no metadata.name"), "{}", errors[1]);
+    assert!(errors[2].to_string().starts_with("test.yaml:11: a document must be"), "{}", errors[2]);
 }
 
 #[test]
@@ -157,10 +160,7 @@ fn symlink_loops_are_reported_and_the_rest_is_still_read() {
         [
             format!("{r}: symlink loop: {r}/sub/self leads back to {r}/sub"),
             format!("{r}: symlink loop: {r}/sub/deeper/loop leads back to {r}"),
-            format!(
-                "{r}/z-broken.yaml (document 1): not valid YAML or JSON: {}",
-                messages[2].split_once("JSON: ").unwrap().1
-            ),
+            format!("{r}/z-broken.yaml:2: not valid YAML or JSON: {}", messages[2].split_once("JSON: ").unwrap().1),
         ]
     );
     // Two links to one folder (not a loop): its files are read once, not "defined twice".
@@ -188,4 +188,83 @@ fn only_regular_files_are_read_from_folders() {
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].path, fifo);
     assert!(e[0].message.starts_with("not a regular file"), "{}", e[0]);
+}
+
+const IDMS_V1: &str = "apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata: {name: a}\nspec:\n  imageDigestMirrors:\n  - source: q.io\n    mirrors: [m.io]\n";
+
+#[test]
+fn a_known_kind_under_another_version_or_group_is_refused_and_other_groups_skipped() {
+    for (api_version, message) in [
+        (
+            "config.openshift.io/v2",
+            "not a version of ImageDigestMirrorSet that mirrorconf reads (it reads config.openshift.io/v1)",
+        ),
+        (
+            "operator.openshift.io/v1alpha1",
+            "ImageDigestMirrorSet is not in this API group (it is config.openshift.io/v1)",
+        ),
+        ("mirrors.example/v1", "ImageDigestMirrorSet is not in this API group (it is config.openshift.io/v1)"),
+    ] {
+        let errors = load(&format!("# c\n{}", IDMS_V1.replace("config.openshift.io/v1", api_version))).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = &errors[0];
+        assert_eq!((e.line, e.field.as_deref(), e.value.as_deref()), (Some(2), Some("apiVersion"), Some(api_version)));
+        assert_eq!(e.message, message);
+        assert_eq!(e.fix.as_deref(), Some("write `apiVersion: config.openshift.io/v1`"));
+    }
+    let errors = load("apiVersion: operator.openshift.io/v1\nkind: ImageContentSourcePolicy\nmetadata: {name: i}\n")
+        .unwrap_err();
+    assert_eq!(errors[0].fix.as_deref(), Some("write `apiVersion: operator.openshift.io/v1alpha1`"));
+    let errors = load("apiVersion: v2\nkind: ConfigMap\nmetadata: {name: c}\n").unwrap_err();
+    assert_eq!(errors[0].field.as_deref(), Some("apiVersion"));
+    // Image and ConfigMap are names other groups use for other kinds: those are not ours.
+    let inputs = load("apiVersion: image.openshift.io/v1\nkind: Image\nmetadata: {name: cluster}\ndockerImageReference: x\n---\napiVersion: example.com/v1\nkind: ConfigMap\nmetadata: {name: c}\n").unwrap();
+    assert!(inputs.image.is_none() && inputs.config_maps.is_empty());
+}
+
+#[test]
+fn a_near_miss_kind_is_refused_with_the_kind_meant() {
+    let errors = load(&IDMS_V1.replace("ImageDigestMirrorSet", "ImageDigestMirrorsSet")).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].to_string(),
+        "test.yaml:2: ImageDigestMirrorsSet/a: kind = \"ImageDigestMirrorsSet\": not a kind mirrorconf reads; did you mean ImageDigestMirrorSet? fix: write `kind: ImageDigestMirrorSet`"
+    );
+    // In a typed list too.
+    let list = "apiVersion: config.openshift.io/v1\nkind: ImageTagMirrorSetsList\nitems:\n- metadata: {name: one}\n";
+    assert!(load(list).unwrap_err()[0].message.contains("did you mean ImageTagMirrorSet?"));
+    assert!(load("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {x: 1}\n").is_ok());
+}
+
+#[test]
+fn unknown_fields_are_refused_at_their_line_and_objects_keep_their_origin() {
+    let text = format!(
+        "{IDMS_V1}    mirrorSourcePolicies: NeverContactSource\n---\n# next\n{}",
+        IDMS_V1.replace("name: a", "name: b")
+    );
+    let errors = load(&text).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = &errors[0];
+    assert_eq!(e.line, Some(8));
+    assert_eq!(e.object.as_deref(), Some("ImageDigestMirrorSet/a"));
+    assert_eq!(e.field.as_deref(), Some("spec.imageDigestMirrors[0].mirrorSourcePolicies"));
+    assert_eq!(e.fix.as_deref(), Some("did you mean `mirrorSourcePolicy`?"));
+
+    let inputs = load(&format!("{IDMS_V1}---\n# next\n{}", IDMS_V1.replace("name: a", "name: b"))).unwrap();
+    let origin = |o: &str| inputs.origins.get(o).map(|o| (o.file.display().to_string(), o.line));
+    assert_eq!(origin("ImageDigestMirrorSet/a"), Some(("test.yaml".to_string(), Some(1))));
+    assert_eq!(origin("ImageDigestMirrorSet/b"), Some(("test.yaml".to_string(), Some(10))));
+}
+
+#[test]
+fn objects_from_a_cluster_are_read_leniently_and_the_same_text_in_a_file_is_not() {
+    // What kube-rs does with an API server's answer: serde_json into the types. A field a newer
+    // OpenShift adds must not stop the agent (docs/design.md, "Validation").
+    let json = r#"{"apiVersion":"config.openshift.io/v1","kind":"ImageDigestMirrorSet","metadata":{"name":"a"},
+        "spec":{"imageDigestMirrors":[{"source":"q.io","mirrors":["m.io"],"someFutureField":true}],"futureSpecField":1}}"#;
+    let from_cluster: crate::model::ImageDigestMirrorSet = serde_json::from_str(json).unwrap();
+    assert_eq!(from_cluster.spec.image_digest_mirrors[0].mirrors, ["m.io"]);
+    let errors = load(json).unwrap_err();
+    let fields: Vec<_> = errors.iter().filter_map(|e| e.field.as_deref()).collect();
+    assert_eq!(fields, ["spec.imageDigestMirrors[0].someFutureField", "spec.futureSpecField"]);
 }
