@@ -28,8 +28,16 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Token users of `--token-auth-file`: (token, user, groups). None is bound to any role here.
-pub const TOKEN_USERS: &[(&str, &str, &str)] = &[("viewer-token", "viewer", "viewers")];
+pub mod reads;
+
+/// Token users of `--token-auth-file`: (token, user, groups). `viewer` is bound to no role here;
+/// [`AGENT`] is a cluster admin by its group, a name of its own so that the audit log tells the
+/// product's requests from the test's (tests of the shipped RBAC use ServiceAccounts instead).
+pub const TOKEN_USERS: &[(&str, &str, &str)] =
+    &[("viewer-token", "viewer", "viewers"), ("agent-token", AGENT, "system:masters")];
+
+/// The user [`ControlPlane::write_agent_kubeconfig`] authenticates as.
+pub const AGENT: &str = "mirrorconf-agent";
 
 /// Which programs the harness runs; each a panic, never a skip, when missing.
 fn part(name: &str) -> PathBuf {
@@ -264,6 +272,12 @@ impl ControlPlane {
     /// Writes a kubeconfig that authenticates with `token`.
     pub fn write_token_kubeconfig(&self, path: &Path, token: &str) {
         write_kubeconfig(path, &self.url, &self.ca(), User::Token(token));
+    }
+
+    /// Writes a kubeconfig for the product under test: a cluster admin named [`AGENT`].
+    pub fn write_agent_kubeconfig(&self, path: &Path) {
+        let token = TOKEN_USERS.iter().find(|(_, u, _)| *u == AGENT).unwrap().0;
+        self.write_token_kubeconfig(path, token);
     }
 
     /// (Re)starts the API server on its port and waits until `/readyz` answers 200.
