@@ -41,10 +41,18 @@ fn icsp(name: &str, source: &str, mirror: &str) -> Value {
 /// (deploy/api/imagecontentsourcepolicies.yaml), so that malformed entries reach the agent as they
 /// do on OpenShift. Returns once the server accepts one.
 fn openshift_icsp_crd(api: &ControlPlane) {
-    let props = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/repositoryDigestMirrors/items/properties";
+    let props =
+        "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/repositoryDigestMirrors/items/properties";
     let patch = json!([{"op": "remove", "path": format!("{props}/source/pattern")},
                        {"op": "remove", "path": format!("{props}/mirrors/items/pattern")}]);
-    api.kubectl_ok(&["patch", "crd", "imagecontentsourcepolicies.operator.openshift.io", "--type=json", "-p", &patch.to_string()]);
+    api.kubectl_ok(&[
+        "patch",
+        "crd",
+        "imagecontentsourcepolicies.operator.openshift.io",
+        "--type=json",
+        "-p",
+        &patch.to_string(),
+    ]);
     wait_until(20, "the pattern-free ICSP CRD in force", || {
         let probe = icsp("probe", "quay.io/probe", "Not A Mirror");
         api.try_apply(probe).is_ok()
@@ -131,7 +139,10 @@ fn the_cluster_source_follows_the_api() {
     wait_until(10, "node annotation", || !agent_node_writes(&api).is_empty());
     let write = agent_node_writes(&api).remove(0);
     assert_eq!((write.node.as_str(), write.verb.as_str(), write.code), ("node-1", "patch", 200));
-    assert_eq!(write.body["metadata"]["annotations"]["mirrorconf.io/applied-policy-hash"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        write.body["metadata"]["annotations"]["mirrorconf.io/applied-policy-hash"].as_str().map(str::len),
+        Some(64)
+    );
 
     // Update, add, delete.
     api.apply(idms("release", "quay.io/release", "m2.corp/release"));

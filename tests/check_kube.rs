@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::cluster::ControlPlane;
 use base64::Engine;
+use common::cluster::ControlPlane;
 use common::mirrors::{basic, Mirrors, PASSWORD, USER};
 use serde_json::{json, Value};
 use std::fs;

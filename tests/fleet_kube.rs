@@ -76,7 +76,10 @@ fn stdout(o: &Output) -> String {
 fn the_taint_goes_after_the_first_apply_and_only_that_taint() {
     let api = control_plane();
     api.apply(idms("release", "quay.io/release", "m1.corp/release"));
-    api.apply(node("node-1", json!([{"key": PENDING, "effect": "NoSchedule"}, {"key": "example.com/other", "effect": "NoExecute"}])));
+    api.apply(node(
+        "node-1",
+        json!([{"key": PENDING, "effect": "NoSchedule"}, {"key": "example.com/other", "effect": "NoExecute"}]),
+    ));
     let a = agent(&api, "node-1", &[]);
     wait_until(20, "the taint removed", || !taint_keys(&api, "node-1").contains(&PENDING.to_string()));
     assert!(a.conf().contains("m1.corp/release"), "the files were in place before the taint went");
@@ -108,9 +111,11 @@ fn a_refused_input_keeps_the_taint_and_status_names_the_node() {
     // The server refuses a malformed source itself (the CRD's pattern): the refusal here is one
     // only the agent makes, a source both contacted and never contacted.
     api.apply(idms("bad", "quay.io/release", "m1.corp/release"));
-    api.apply(json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageTagMirrorSet", "metadata": {"name": "clash"},
+    api.apply(
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageTagMirrorSet", "metadata": {"name": "clash"},
                      "spec": {"imageTagMirrors": [{"source": "quay.io/release", "mirrors": ["t.corp/release"],
-                                                   "mirrorSourcePolicy": "NeverContactSource"}]}}));
+                                                   "mirrorSourcePolicy": "NeverContactSource"}]}}),
+    );
     api.apply(node("node-1", json!([{"key": PENDING, "effect": "NoSchedule"}])));
     api.apply(node("node-2", json!([])));
     let a = agent(&api, "node-1", &[]);
@@ -183,7 +188,11 @@ fn a_failed_reload_keeps_the_taint_until_it_succeeds() {
     let a = agent(&api, "node-1", &["--on-change", hook.to_str().unwrap()]);
     wait_until(20, "a failed reload", || a.log().contains("reload failed"));
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(taint_keys(&api, "node-1"), [PENDING, NOT_READY], "files written but the runtime not told: still pending");
+    assert_eq!(
+        taint_keys(&api, "node-1"),
+        [PENDING, NOT_READY],
+        "files written but the runtime not told: still pending"
+    );
     assert_eq!(annotation(&api, "node-1", "mirrorconf.io/policy-fingerprint"), None);
     // The runtime comes up; the retried reload succeeds without any change to the objects.
     fs::write(&ok, "").unwrap();
@@ -197,9 +206,15 @@ fn an_event_the_api_server_never_answers_does_not_hold_up_the_node_report() {
     let api = FakeApi::start();
     let taint_keys = |name: &str| -> Vec<String> {
         let node = api.get("v1", "Node", "", name).expect("the node");
-        node["spec"]["taints"].as_array().into_iter().flatten().map(|t| t["key"].as_str().unwrap().to_string()).collect()
+        node["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["key"].as_str().unwrap().to_string())
+            .collect()
     };
-    let input = || api.get("v1", "Node", "", "node-1").unwrap()["metadata"]["annotations"]["mirrorconf.io/input"].clone();
+    let input =
+        || api.get("v1", "Node", "", "node-1").unwrap()["metadata"]["annotations"]["mirrorconf.io/input"].clone();
     api.apply(idms("bad", "Bad Source!", "m1.corp/release"));
     api.apply(node("node-1", json!([{"key": PENDING, "effect": "NoSchedule"}])));
     // Every Event the agent publishes hangs: the refusal's Warning waits on a silent server.

@@ -40,7 +40,13 @@ fn windows_node(api: &ControlPlane, name: &str, ip: &str) {
         json!({"metadata": {"labels": {"kubernetes.io/os": "windows"}},
                "spec": {"taints": [{"key": PENDING, "effect": "NoSchedule"}, {"key": "os", "value": "windows", "effect": "NoSchedule"}]}}),
     );
-    api.merge_patch_status("v1", "Node", "", name, json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}));
+    api.merge_patch_status(
+        "v1",
+        "Node",
+        "",
+        name,
+        json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}),
+    );
 }
 
 fn taint_keys(api: &ControlPlane, name: &str) -> Vec<String> {
@@ -122,7 +128,10 @@ fn windows_nodes_lose_the_taint_once_their_host_holds_the_files_and_status_sees_
         .map(|w| w.body)
         .collect();
     assert_eq!(taint_writes.len(), 1, "one write of the taints: {taint_writes:#?}");
-    assert!(taint_writes[0]["metadata"]["resourceVersion"].is_string(), "conditional on the Node read: {taint_writes:#?}");
+    assert!(
+        taint_writes[0]["metadata"]["resourceVersion"].is_string(),
+        "conditional on the Node read: {taint_writes:#?}"
+    );
     // Logged once the API server has answered: a moment after the server has the write.
     wait_until(10, "the removal logged", || pusher.log_text().contains("removed the taint"));
     // win-2's host cannot be reached: its Node keeps the taint, and no fingerprint.
@@ -172,9 +181,11 @@ fn windows_nodes_lose_the_taint_once_their_host_holds_the_files_and_status_sees_
     // Refused input: every host keeps its files; status names the refusal for Nodes and BYOH hosts.
     // (One the server cannot refuse: a tag mirror set that never contacts the source the digest
     // mirror set lets be contacted; the CRDs refuse malformed mirrors themselves.)
-    api.apply(json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageTagMirrorSet", "metadata": {"name": "clash"},
+    api.apply(
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageTagMirrorSet", "metadata": {"name": "clash"},
                      "spec": {"imageTagMirrors": [{"source": "quay.io/team/app", "mirrors": ["t.corp/team/app"],
-                                                   "mirrorSourcePolicy": "NeverContactSource"}]}}));
+                                                   "mirrorSourcePolicy": "NeverContactSource"}]}}),
+    );
     wait_until(30, "the refusal reported", || report(&api).is_some_and(|(r, _)| r["input"] == "refused"));
     wait_until(30, "win-1 marked refused", || {
         annotation(&api, "win-1", "mirrorconf.io/input").as_deref() == Some("refused")

@@ -11,10 +11,10 @@ mod common;
 
 use apiserver::FakeApi;
 use common::cluster::ControlPlane;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use common::pusher::Pusher;
 use common::sshd::{client_key, common_free_port, Sshd};
 use common::{mtimes, wait_until};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use serde_json::{json, Value};
 use std::fs;
 
@@ -33,7 +33,13 @@ fn inventory(ips: &[&str]) -> Value {
 /// subresource as a kubelet does: the server ignores status in a write of the Node itself).
 fn windows_node(api: &ControlPlane, name: &str, ip: &str, os: &str) {
     api.node(name, json!({"metadata": {"labels": {"kubernetes.io/os": os}}}));
-    api.merge_patch_status("v1", "Node", "", name, json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}));
+    api.merge_patch_status(
+        "v1",
+        "Node",
+        "",
+        name,
+        json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}),
+    );
 }
 
 /// A control plane of the test's own, with the CRDs and the namespaces of the Lease and the
