@@ -203,8 +203,9 @@ fn containerd_nodes_get_the_pull_secret_and_a_multibyte_event_note_kills_nothing
         fs::read_to_string(&hosts).is_ok_and(|t| t.contains(&format!("authorization = \"Basic {auth}\"")))
     });
 
-    // An Event note of two-byte characters, cut at 1000 bytes: byte 1000 falls inside one.
-    api.apply(icsp("wide", "quay.io/wide", &"é".repeat(600)));
+    // An Event note of two-byte characters, cut at 1000 bytes: byte 1000 falls inside one (the
+    // leading "x" puts it there; without it the cut falls between two).
+    api.apply(icsp("wide", "quay.io/wide", &format!("x{}", "é".repeat(600))));
     wait_until(10, "the Event for the wide note", || api.events().iter().any(|e| e["regarding"]["name"] == "wide"));
     let note = api.events().into_iter().find(|e| e["regarding"]["name"] == "wide").unwrap()["note"].clone();
     // Cut, and at a character boundary just short of the limit.
