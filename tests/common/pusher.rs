@@ -1,5 +1,5 @@
 //! `mirrorconf run --kube --windows-push` as a child process of the test (stopped by its pid),
-//! pointed at the in-test API server through a kubeconfig, with its log in the test's folder.
+//! pointed at an API server through a kubeconfig, with its log in the test's folder.
 
 use super::sshd::ClientKey;
 use std::fs;
