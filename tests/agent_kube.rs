@@ -153,6 +153,7 @@ fn the_cluster_source_follows_the_api() {
     api.delete("config.openshift.io/v1", "ImageDigestMirrorSet", "", "release");
     wait_until(10, "DELETED", || !a.conf().contains("m2.corp/release"));
 
+    assert_eq!(api.failed_requests(AGENT), Vec::<String>::new());
     // Followed by watches, not by polling lists.
     assert!(api.watches_opened(AGENT) > 0, "{:#?}", api.requests_by(AGENT));
 

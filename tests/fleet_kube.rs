@@ -93,6 +93,7 @@ fn the_taint_goes_after_the_first_apply_and_only_that_taint() {
         .collect();
     assert_eq!(taint_writes.len(), 1, "{taint_writes:#?}");
     assert!(taint_writes.iter().all(|p| p["metadata"]["resourceVersion"].is_string()), "{taint_writes:#?}");
+    assert_eq!(api.failed_requests(AGENT), Vec::<String>::new());
     // The agent logs it once the API server has answered: a moment after the server has the write.
     wait_until(10, "the removal logged", || a.log().contains("removed the taint"));
 

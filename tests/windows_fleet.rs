@@ -132,6 +132,8 @@ fn windows_nodes_lose_the_taint_once_their_host_holds_the_files_and_status_sees_
         taint_writes[0]["metadata"]["resourceVersion"].is_string(),
         "conditional on the Node read: {taint_writes:#?}"
     );
+    let failed = api.failed_requests(AGENT);
+    assert!(failed.iter().all(|f| common::pusher::finds_its_own_object_missing(f)), "{failed:#?}");
     // Logged once the API server has answered: a moment after the server has the write.
     wait_until(10, "the removal logged", || pusher.log_text().contains("removed the taint"));
     // win-2's host cannot be reached: its Node keeps the taint, and no fingerprint.

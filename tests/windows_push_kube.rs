@@ -99,6 +99,8 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
     });
     assert_eq!(lease_holder(&api).as_deref(), Some("pusher-a"));
     assert!(!hosts[2].folder.join("registries").exists(), "the Linux node got a push");
+    let failed = api.failed_requests(common::cluster::AGENT);
+    assert!(failed.iter().all(|f| common::pusher::finds_its_own_object_missing(f)), "{failed:#?}");
 
     // A second replica waits: it never takes a held Lease.
     let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b", &[]);

@@ -64,3 +64,11 @@ impl Drop for Pusher {
         let _ = self.child.wait();
     }
 }
+
+/// A failed request (as [`super::cluster::ControlPlane::failed_requests`] lists them) that is the
+/// pusher finding an object it makes itself (its Leases, its host reports) not made yet.
+pub fn finds_its_own_object_missing(failed: &str) -> bool {
+    failed.starts_with("404 \"get\"")
+        && (failed.contains("/leases/mirrorconf-windows-push")
+            || failed.contains("/configmaps/mirrorconf-windows-push-hosts-"))
+}

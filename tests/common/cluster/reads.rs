@@ -45,6 +45,26 @@ impl ControlPlane {
             .collect()
     }
 
+    /// The requests of `user` the server answered with an error (4xx or 5xx), one line each; but
+    /// not the 429 "storage is (re)initializing" a real server answers while the cache of a CRD
+    /// just established fills, which every client retries.
+    pub fn failed_requests(&self, user: &str) -> Vec<String> {
+        let filling = |e: &Value| {
+            e["responseStatus"]["code"] == 429
+                && e["responseStatus"]["message"].as_str().is_some_and(|m| m.contains("storage is (re)initializing"))
+        };
+        self.requests_by(user)
+            .into_iter()
+            .filter(|e| e["responseStatus"]["code"].as_i64().is_some_and(|c| c >= 400) && !filling(e))
+            .map(|e| {
+                format!(
+                    "{} {} {} {}",
+                    e["responseStatus"]["code"], e["verb"], e["requestURI"], e["responseStatus"]["message"]
+                )
+            })
+            .collect()
+    }
+
     /// How many watches `user` opened (answered or still open).
     pub fn watches_opened(&self, user: &str) -> usize {
         self.requests_by(user).iter().filter(|e| e["verb"] == "watch").count()
