@@ -166,6 +166,19 @@ fn foreign_lease(holder: &str, behind: std::time::Duration) -> Value {
                     "acquireTime": then}})
 }
 
+/// As `wait_until`, with `pusher`'s log in the failure.
+fn wait_logged(pusher: &Pusher, secs: u64, what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}:\n{}",
+            pusher.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn logins(host: &Sshd) -> usize {
     host.log_text().matches("Accepted publickey").count()
 }
@@ -188,7 +201,12 @@ fn a_replica_that_loses_its_lease_mid_round_starts_no_new_host() {
 
     // One host at a time, so that a round waits on the hung host while the others wait their turn.
     let one_at_a_time = ["--parallel", "1"];
-    let a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &one_at_a_time);
+    // pusher-a renews every 0.4 s (a 3 s Lease), so that it sees the Lease taken well within the
+    // --timeout (5 s) the round spends on the hung host; with the default 15 s Lease it renews
+    // every 2 s, and a loaded machine plus the real server's write latency could let the round
+    // move on to a real host first (seen twice in some fifteen runs).
+    let a =
+        Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &["--parallel", "1", "--lease-duration", "3"]);
     let on = |h: &Sshd, needle: &str| hosts_toml(h).is_some_and(|t| t.contains(needle));
     wait_until(60, "the first round on both real hosts", || hosts.iter().all(|h| on(h, "mirror-one.local")));
     let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b", &one_at_a_time);
@@ -202,7 +220,7 @@ fn a_replica_that_loses_its_lease_mid_round_starts_no_new_host() {
     let logins_at_loss: Vec<usize> = hosts.iter().map(logins).collect();
     api.apply(foreign_lease("intruder", std::time::Duration::ZERO));
     wait_until(30, "pusher-a stepping down", || a.log_text().contains("stepping down"));
-    wait_until(30, "the round to stop", || a.log_text().contains("no new host started"));
+    wait_logged(&a, 30, "the round to stop", || a.log_text().contains("no new host started"));
     std::thread::sleep(std::time::Duration::from_secs(2));
     for (h, n) in hosts.iter().zip(&logins_at_loss) {
         assert_eq!(logins(h), *n, "{} saw a login after the Lease was lost:\n{}", h.ip, a.log_text());
