@@ -1,13 +1,11 @@
 //! `run --probe-interval`: the agent probes the endpoints its files name, once per interval each,
 //! and reports them on /metrics and, with --kube, as Node Events when one turns unusable or
-//! recovers. Real docker-registry servers on loopback; the cluster is the in-test API server.
+//! recovers. Real docker-registry servers on loopback; the cluster is a real kube-apiserver
+//! (tests/common/cluster.rs).
 
-#[allow(dead_code)] // this test drives only part of the test API server
-#[path = "common/apiserver.rs"]
-mod apiserver;
 mod common;
 
-use apiserver::FakeApi;
+use common::cluster::ControlPlane;
 use common::mirrors::{mirror_set, Mirrors};
 use common::{free_port, http_get, make_tls, wait_until, Registry, Tls};
 use serde_json::json;
@@ -101,7 +99,9 @@ fn in_the_cluster_a_node_event_says_when_an_endpoint_goes_and_comes_back() {
     let tls = make_tls(&["127.0.0.3"]);
     let port = free_port("127.0.0.3");
     let mirror = format!("127.0.0.3:{port}/mirror/app");
-    let api = FakeApi::start();
+    let api = ControlPlane::shared();
+    api.namespace("openshift-config");
+    api.node("node-1", json!({}));
     api.apply(json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageDigestMirrorSet", "metadata": {"name": "app"},
         "spec": {"imageDigestMirrors": [{"source": SOURCE, "mirrors": [mirror], "mirrorSourcePolicy": "NeverContactSource"}]}}));
     api.apply(json!({"apiVersion": "config.openshift.io/v1", "kind": "Image", "metadata": {"name": "cluster"},
@@ -112,7 +112,7 @@ fn in_the_cluster_a_node_event_says_when_an_endpoint_goes_and_comes_back() {
     );
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig);
+    api.write_agent_kubeconfig(&kubeconfig);
     let a = Agent::start(&["--kube"], &[("KUBECONFIG", &kubeconfig)]);
 
     let event =

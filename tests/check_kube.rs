@@ -1,13 +1,10 @@
-//! `check --kube`: the policy, the CA ConfigMap and the pull secret come from the cluster (the
-//! in-test API server over a real socket); the mirrors are real docker-registry servers.
+//! `check --kube`: the policy, the CA ConfigMap and the pull secret come from the cluster (a real
+//! kube-apiserver, tests/common/cluster.rs); the mirrors are real docker-registry servers.
 
-#[allow(dead_code)] // this test drives only part of the test API server
-#[path = "common/apiserver.rs"]
-mod apiserver;
 mod common;
 
-use apiserver::FakeApi;
 use base64::Engine;
+use common::cluster::ControlPlane;
 use common::mirrors::{basic, Mirrors, PASSWORD, USER};
 use serde_json::{json, Value};
 use std::fs;
@@ -18,7 +15,8 @@ fn check_kube_probes_with_the_clusters_cas_and_pull_secret() {
     let m = Mirrors::start();
     let source = "127.0.0.5:1/team/app";
     let mirrors = [format!("{}/mirror/app", m.good.host()), format!("{}/mirror/app", m.private.host())];
-    let api = FakeApi::start();
+    let api = ControlPlane::shared();
+    api.namespace("openshift-config");
     api.apply(json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageDigestMirrorSet", "metadata": {"name": "app"},
         "spec": {"imageDigestMirrors": [{"source": source, "mirrors": mirrors, "mirrorSourcePolicy": "NeverContactSource"}]}}));
     api.apply(json!({"apiVersion": "config.openshift.io/v1", "kind": "Image", "metadata": {"name": "cluster"},
@@ -36,7 +34,7 @@ fn check_kube_probes_with_the_clusters_cas_and_pull_secret() {
         "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)}}));
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig);
+    api.write_agent_kubeconfig(&kubeconfig);
 
     let out = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
         .args(["check", "--kube", "--output", "json"])

@@ -194,7 +194,7 @@ fn the_agents_service_account_can_do_only_what_it_needs() {
     cp.kubectl_ok(&["apply", "--server-side", "-k", kustomize::repo("deploy/kubernetes/containerd").to_str().unwrap()]);
     let ds = daemonset("containerd");
     cp.node("rbac-node", json!({}));
-    let pod = pod_on(&cp, &ds, "rbac-node");
+    let pod = pod_on(cp, &ds, "rbac-node");
     let token = cp.token("mirrorconf", "mirrorconf", Some(&pod));
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("sa.kubeconfig");

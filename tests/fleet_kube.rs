@@ -1,8 +1,15 @@
-//! The fleet view against the in-test API server (tests/common/apiserver.rs) over a real socket:
-//! the agent removes the registries-pending taint from its own Node only after a complete apply,
-//! with a conflict-safe write that keeps another writer's concurrent taint change, and publishes
+//! The fleet view against a real kube-apiserver (tests/common/cluster.rs), one per test (Nodes and
+//! mirror sets are cluster-scoped): the agent removes the registries-pending taint from its own
+//! Node only after a complete apply, with a write conditional on the Node it read, and publishes
 //! the policy fingerprint `mirrorconf status` compares; `status --wait` returns when the last
 //! node reports.
+//!
+//! Another writer changing the Node between the agent's read and its write is proven against the
+//! real server with concurrent writers in tests/cluster_agent.rs (the same
+//! `NodeHandle::remove_taint`). The real server's admission adds `node.kubernetes.io/not-ready`
+//! to every Node it creates (no kubelet runs here to lift it); the taint lists below include it.
+//! One test keeps the in-test fake server (tests/common/apiserver.rs): an API server that takes
+//! an Event and never answers, which a real one cannot be made to do.
 
 #[allow(dead_code)] // this test drives only part of the test API server
 #[path = "common/apiserver.rs"]
@@ -10,6 +17,7 @@ mod apiserver;
 mod common;
 
 use apiserver::FakeApi;
+use common::cluster::{ControlPlane, AGENT};
 use common::kube_agent::KubeAgent;
 use common::{status_kube as status, wait_until};
 use serde_json::{json, Value};
@@ -24,25 +32,36 @@ fn idms(name: &str, source: &str, mirror: &str) -> Value {
            "spec": {"imageDigestMirrors": [{"source": source, "mirrors": [mirror]}]}})
 }
 
+/// What the server's admission adds to a Node on create.
+const NOT_READY: &str = "node.kubernetes.io/not-ready";
+
 fn node(name: &str, taints: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"taints": taints}})
 }
 
-fn taint_keys(api: &FakeApi, name: &str) -> Vec<String> {
+/// A control plane of the test's own, with the CRDs.
+fn control_plane() -> ControlPlane {
+    let api = ControlPlane::start();
+    api.install_crds();
+    api
+}
+
+fn taint_keys(api: &ControlPlane, name: &str) -> Vec<String> {
     let node = api.get("v1", "Node", "", name).expect("the node");
     node["spec"]["taints"].as_array().into_iter().flatten().map(|t| t["key"].as_str().unwrap().to_string()).collect()
 }
 
-fn annotation(api: &FakeApi, name: &str, key: &str) -> Option<String> {
+fn annotation(api: &ControlPlane, name: &str, key: &str) -> Option<String> {
     api.get("v1", "Node", "", name)?["metadata"]["annotations"][key].as_str().map(String::from)
 }
 
 /// A `mirrorconf run --kube` agent for `node`.
-fn agent(api: &FakeApi, node: &str, extra: &[&str]) -> KubeAgent {
-    KubeAgent::start(|path| api.write_kubeconfig(path), node, extra)
+fn agent(api: &ControlPlane, node: &str, extra: &[&str]) -> KubeAgent {
+    KubeAgent::start(|path| api.write_agent_kubeconfig(path), node, extra)
 }
 
-fn kubeconfig(api: &FakeApi) -> (tempfile::TempDir, PathBuf) {
+/// The admin's kubeconfig, for `status`.
+fn kubeconfig(api: &ControlPlane) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
     api.write_kubeconfig(&path);
@@ -54,30 +73,27 @@ fn stdout(o: &Output) -> String {
 }
 
 #[test]
-fn the_taint_goes_after_the_first_apply_and_another_writers_change_survives() {
-    let api = FakeApi::start();
+fn the_taint_goes_after_the_first_apply_and_only_that_taint() {
+    let api = control_plane();
     api.apply(idms("release", "quay.io/release", "m1.corp/release"));
     api.apply(node(
         "node-1",
-        json!([{"key": PENDING, "effect": "NoSchedule"}, {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+        json!([{"key": PENDING, "effect": "NoSchedule"}, {"key": "example.com/other", "effect": "NoExecute"}]),
     ));
-    // Another controller adds a taint right after the agent has read the Node: the agent's write,
-    // conditional on what it read, must fail and be made again from the new Node.
-    api.after_next_get("nodes", "node-1", |node| {
-        node["spec"]["taints"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"key": "example.com/other-writer", "effect": "NoSchedule"}));
-    });
     let a = agent(&api, "node-1", &[]);
     wait_until(20, "the taint removed", || !taint_keys(&api, "node-1").contains(&PENDING.to_string()));
     assert!(a.conf().contains("m1.corp/release"), "the files were in place before the taint went");
-    assert_eq!(taint_keys(&api, "node-1"), ["node.kubernetes.io/not-ready", "example.com/other-writer"]);
-    // What the server saw: a conditional write that lost the race, then one that won.
-    let taint_writes: Vec<Value> =
-        api.node_patches().into_iter().map(|(_, p)| p).filter(|p| p["spec"]["taints"].is_array()).collect();
-    assert_eq!(taint_writes.len(), 2, "{taint_writes:#?}");
+    assert_eq!(taint_keys(&api, "node-1"), ["example.com/other", NOT_READY]);
+    // What the server saw: one write of the taints, conditional on the Node the agent read.
+    let taint_writes: Vec<Value> = api
+        .node_patches()
+        .into_iter()
+        .filter(|w| w.user == AGENT && w.node == "node-1" && w.body["spec"]["taints"].is_array())
+        .map(|w| w.body)
+        .collect();
+    assert_eq!(taint_writes.len(), 1, "{taint_writes:#?}");
     assert!(taint_writes.iter().all(|p| p["metadata"]["resourceVersion"].is_string()), "{taint_writes:#?}");
+    assert_eq!(api.failed_requests(AGENT), Vec::<String>::new());
     // The agent logs it once the API server has answered: a moment after the server has the write.
     wait_until(10, "the removal logged", || a.log().contains("removed the taint"));
 
@@ -92,15 +108,22 @@ fn the_taint_goes_after_the_first_apply_and_another_writers_change_survives() {
 
 #[test]
 fn a_refused_input_keeps_the_taint_and_status_names_the_node() {
-    let api = FakeApi::start();
-    api.apply(idms("bad", "Bad Source!", "m1.corp/release"));
+    let api = control_plane();
+    // The server refuses a malformed source itself (the CRD's pattern): the refusal here is one
+    // only the agent makes, a source both contacted and never contacted.
+    api.apply(idms("bad", "quay.io/release", "m1.corp/release"));
+    api.apply(
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageTagMirrorSet", "metadata": {"name": "clash"},
+                     "spec": {"imageTagMirrors": [{"source": "quay.io/release", "mirrors": ["t.corp/release"],
+                                                   "mirrorSourcePolicy": "NeverContactSource"}]}}),
+    );
     api.apply(node("node-1", json!([{"key": PENDING, "effect": "NoSchedule"}])));
     api.apply(node("node-2", json!([])));
     let a = agent(&api, "node-1", &[]);
     wait_until(20, "the refusal published", || {
         annotation(&api, "node-1", "mirrorconf.io/input").as_deref() == Some("refused")
     });
-    assert_eq!(taint_keys(&api, "node-1"), [PENDING], "a refused input never removes the taint");
+    assert_eq!(taint_keys(&api, "node-1"), [PENDING, NOT_READY], "a refused input never removes the taint");
 
     let (_k, kubeconfig) = kubeconfig(&api);
     let o = status(&kubeconfig, &["--output", "json"]);
@@ -114,22 +137,21 @@ fn a_refused_input_keeps_the_taint_and_status_names_the_node() {
         .map(|n| (n["name"].as_str().unwrap(), n["state"].as_str().unwrap()))
         .collect();
     assert_eq!(states, [("node-1", "refused"), ("node-2", "not-reporting")]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Bad Source!"), "the objects' own errors are shown");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("conflicting mirrorSourcePolicy"), "the objects' own errors are shown: {err}");
 
     // Fixed: the node catches up, the taint goes, and status agrees once node-2 is left out.
-    api.apply(idms("bad", "quay.io/release", "m1.corp/release"));
-    wait_until(20, "the taint removed", || taint_keys(&api, "node-1").is_empty());
+    api.delete("config.openshift.io/v1", "ImageTagMirrorSet", "", "clash");
+    wait_until(20, "the taint removed", || taint_keys(&api, "node-1") == [NOT_READY]);
     assert!(a.conf().contains("m1.corp/release"));
-    api.apply(json!({"apiVersion": "v1", "kind": "Node",
-                     "metadata": {"name": "node-1", "labels": {"role": "worker"}, "annotations": api.get("v1", "Node", "", "node-1").unwrap()["metadata"]["annotations"]},
-                     "spec": {"taints": []}}));
+    api.merge_patch("v1", "Node", "", "node-1", json!({"metadata": {"labels": {"role": "worker"}}}));
     let o = status(&kubeconfig, &["-l", "role=worker"]);
     assert!(o.status.success(), "{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
 fn status_wait_returns_when_the_last_node_reports() {
-    let api = FakeApi::start();
+    let api = control_plane();
     api.apply(idms("release", "quay.io/release", "m1.corp/release"));
     let nodes = ["node-1", "node-2", "node-3"];
     for n in nodes {
@@ -156,7 +178,7 @@ fn status_wait_returns_when_the_last_node_reports() {
 
 #[test]
 fn a_failed_reload_keeps_the_taint_until_it_succeeds() {
-    let api = FakeApi::start();
+    let api = control_plane();
     api.apply(idms("release", "quay.io/release", "m1.corp/release"));
     api.apply(node("node-1", json!([{"key": PENDING, "effect": "NoSchedule"}])));
     let scripts = tempfile::tempdir().unwrap();
@@ -167,29 +189,43 @@ fn a_failed_reload_keeps_the_taint_until_it_succeeds() {
     let a = agent(&api, "node-1", &["--on-change", hook.to_str().unwrap()]);
     wait_until(20, "a failed reload", || a.log().contains("reload failed"));
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(taint_keys(&api, "node-1"), [PENDING], "files written but the runtime not told: still pending");
+    assert_eq!(
+        taint_keys(&api, "node-1"),
+        [PENDING, NOT_READY],
+        "files written but the runtime not told: still pending"
+    );
     assert_eq!(annotation(&api, "node-1", "mirrorconf.io/policy-fingerprint"), None);
     // The runtime comes up; the retried reload succeeds without any change to the objects.
     fs::write(&ok, "").unwrap();
-    wait_until(30, "the taint removed after the retried reload", || taint_keys(&api, "node-1").is_empty());
+    wait_until(30, "the taint removed after the retried reload", || taint_keys(&api, "node-1") == [NOT_READY]);
     assert!(annotation(&api, "node-1", "mirrorconf.io/policy-fingerprint").is_some_and(|f| f.starts_with("sha256:")));
 }
 
+/// On the in-test fake: a real API server cannot be made to take an Event and never answer.
 #[test]
 fn an_event_the_api_server_never_answers_does_not_hold_up_the_node_report() {
     let api = FakeApi::start();
+    let taint_keys = |name: &str| -> Vec<String> {
+        let node = api.get("v1", "Node", "", name).expect("the node");
+        node["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let input =
+        || api.get("v1", "Node", "", "node-1").unwrap()["metadata"]["annotations"]["mirrorconf.io/input"].clone();
     api.apply(idms("bad", "Bad Source!", "m1.corp/release"));
     api.apply(node("node-1", json!([{"key": PENDING, "effect": "NoSchedule"}])));
     // Every Event the agent publishes hangs: the refusal's Warning waits on a silent server.
     api.hang("events");
-    let a = agent(&api, "node-1", &[]);
-    wait_until(20, "the refusal published", || {
-        annotation(&api, "node-1", "mirrorconf.io/input").as_deref() == Some("refused")
-    });
+    let a = KubeAgent::start(|path| api.write_kubeconfig(path), "node-1", &[]);
+    wait_until(20, "the refusal published", || input() == "refused");
     // The fix comes while the Event is still unanswered: within the call bound (10 s), not kube's
     // minutes-long read timeout, the node is reported and untainted.
     api.apply(idms("bad", "quay.io/release", "m1.corp/release"));
-    wait_until(30, "the taint removed", || taint_keys(&api, "node-1").is_empty());
+    wait_until(30, "the taint removed", || taint_keys("node-1").is_empty());
     assert!(a.log().contains("cannot publish an Event: the API server did not answer within 10s"), "{}", a.log());
     api.answer("events");
 }

@@ -1,6 +1,8 @@
-//! `mirrorconf run --kube --windows-push`, the in-cluster pusher: the in-test API server (a test
-//! double for kube-apiserver, over a real socket) holds the policy, the `windows-instances`
-//! ConfigMap, Windows Nodes and the Lease; real OpenSSH servers on 127.0.0.2-4 are the hosts.
+//! `mirrorconf run --kube --windows-push`, the in-cluster pusher: a real kube-apiserver
+//! (tests/common/cluster.rs, one per test: the mirror set and Nodes are cluster-scoped) holds the
+//! policy, the `windows-instances` ConfigMap, Windows Nodes and the Lease; real OpenSSH servers on
+//! loopback are the hosts. One test keeps the in-test fake server (tests/common/apiserver.rs): an
+//! API server that takes Lease requests and never answers, which a real one cannot be made to do.
 
 #[allow(dead_code)] // this test drives only part of the test API server
 #[path = "common/apiserver.rs"]
@@ -8,9 +10,11 @@ mod apiserver;
 mod common;
 
 use apiserver::FakeApi;
+use common::cluster::ControlPlane;
 use common::pusher::Pusher;
 use common::sshd::{client_key, common_free_port, Sshd};
 use common::{mtimes, wait_until};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use serde_json::{json, Value};
 use std::fs;
 
@@ -25,16 +29,47 @@ fn inventory(ips: &[&str]) -> Value {
            "metadata": {"name": "windows-instances", "namespace": "openshift-windows-machine-config-operator"}, "data": data})
 }
 
-fn windows_node(name: &str, ip: &str, os: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/os": os}},
-           "status": {"addresses": [{"type": "InternalIP", "address": ip}]}})
+/// A Node of `os` whose InternalIP is `ip` (the kubelet's status, written to the status
+/// subresource as a kubelet does: the server ignores status in a write of the Node itself).
+fn windows_node(api: &ControlPlane, name: &str, ip: &str, os: &str) {
+    api.node(name, json!({"metadata": {"labels": {"kubernetes.io/os": os}}}));
+    api.merge_patch_status(
+        "v1",
+        "Node",
+        "",
+        name,
+        json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}),
+    );
+}
+
+/// A control plane of the test's own, with the CRDs and the namespaces of the Lease and the
+/// inventory.
+fn control_plane() -> ControlPlane {
+    let api = ControlPlane::start();
+    api.install_crds();
+    api.namespace("mirrorconf");
+    api.namespace("openshift-windows-machine-config-operator");
+    api
+}
+
+/// A Lease time as the server takes it (RFC 3339 with microseconds).
+fn micro_time(t: k8s_openapi::jiff::Timestamp) -> Value {
+    serde_json::to_value(MicroTime(t)).unwrap()
+}
+
+/// A tag mirror set that never contacts the source the policy's digest mirror set lets be
+/// contacted: a refusal only the pusher makes (the server refuses malformed mirrors itself).
+fn clash() -> Value {
+    json!({"apiVersion": "config.openshift.io/v1", "kind": "ImageTagMirrorSet", "metadata": {"name": "clash"},
+           "spec": {"imageTagMirrors": [{"source": "quay.io/team/app", "mirrors": ["t.corp/team/app"],
+                                         "mirrorSourcePolicy": "NeverContactSource"}]}})
 }
 
 fn hosts_toml(host: &Sshd) -> Option<String> {
     fs::read_to_string(host.folder.join("registries/quay.io/hosts.toml")).ok()
 }
 
-fn lease_holder(api: &FakeApi) -> Option<String> {
+fn lease_holder(api: &ControlPlane) -> Option<String> {
     api.get("coordination.k8s.io/v1", "Lease", "mirrorconf", "mirrorconf-windows-push")
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
 }
@@ -48,14 +83,14 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
     let hosts: Vec<Sshd> = ips.iter().map(|ip| Sshd::start(ip, port, &dir.path().join(ip), &key)).collect();
     fs::write(dir.path().join("known_hosts"), hosts.iter().map(Sshd::known_hosts_line).collect::<String>()).unwrap();
 
-    let api = FakeApi::start();
+    let api = control_plane();
     let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig);
+    api.write_agent_kubeconfig(&kubeconfig);
     api.apply(idms("mirror-one.local"));
     api.apply(inventory(&["127.0.0.2"]));
-    api.apply(windows_node("win-1", "127.0.0.3", "windows"));
+    windows_node(&api, "win-1", "127.0.0.3", "windows");
     // A Linux node is not a push target.
-    api.apply(windows_node("linux-1", "127.0.0.4", "linux"));
+    windows_node(&api, "linux-1", "127.0.0.4", "linux");
 
     let mut a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &[]);
     let on = |h: &Sshd, needle: &str| hosts_toml(h).is_some_and(|t| t.contains(needle));
@@ -64,6 +99,8 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
     });
     assert_eq!(lease_holder(&api).as_deref(), Some("pusher-a"));
     assert!(!hosts[2].folder.join("registries").exists(), "the Linux node got a push");
+    let failed = api.failed_requests(common::cluster::AGENT);
+    assert!(failed.iter().all(|f| common::pusher::finds_its_own_object_missing(f)), "{failed:#?}");
 
     // A second replica waits: it never takes a held Lease.
     let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b", &[]);
@@ -86,17 +123,16 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
 
     // An invalid policy: an Event, and the hosts keep their last good files.
     let before: Vec<_> = hosts.iter().map(|h| mtimes(&h.folder.join("registries"))).collect();
-    let mut bad = idms("mirror-three.local");
-    bad["spec"]["imageDigestMirrors"][0]["mirrors"] = json!(["Not A Mirror!"]);
-    api.apply(bad);
+    api.apply(clash());
     wait_until(30, "an InvalidMirrorPolicy Event", || {
-        api.events().iter().any(|e| e["reason"] == "InvalidMirrorPolicy")
+        api.events().iter().any(|e| e["reason"] == "InvalidMirrorPolicy" && e["regarding"]["name"] == "clash")
     });
     for (i, h) in hosts.iter().enumerate() {
         assert!(on(h, "mirror-two.local"), "host {} lost its last good file", h.ip);
         let now = mtimes(&h.folder.join("registries"));
         assert_eq!(now, before[i], "host {} was written to while the input was invalid", h.ip);
     }
+    api.delete("config.openshift.io/v1", "ImageTagMirrorSet", "", "clash");
 
     // SIGTERM releases the Lease; the waiting replica takes over and pushes the next change.
     a.terminate();
@@ -107,11 +143,14 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
 
     // Someone else takes the Lease (as after a network partition): pusher-b steps down and pushes
     // nothing more.
-    let mut lease = api.get("coordination.k8s.io/v1", "Lease", "mirrorconf", "mirrorconf-windows-push").unwrap();
-    lease["spec"]["holderIdentity"] = json!("intruder");
-    lease["spec"]["renewTime"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
-    lease["spec"]["leaseDurationSeconds"] = json!(3600);
-    api.apply(lease);
+    let now = micro_time(k8s_openapi::jiff::Timestamp::now());
+    api.merge_patch(
+        "coordination.k8s.io/v1",
+        "Lease",
+        "mirrorconf",
+        "mirrorconf-windows-push",
+        json!({"spec": {"holderIdentity": "intruder", "renewTime": now, "leaseDurationSeconds": 3600}}),
+    );
     wait_until(30, "pusher-b stepping down", || b.log_text().contains("stepping down"));
     api.apply(idms("mirror-five.local"));
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -120,11 +159,24 @@ fn the_pusher_keeps_inventory_and_node_hosts_current_while_it_holds_the_lease() 
 
 /// A Lease held by `holder`, renewed "now" by a clock that is `behind` behind ours.
 fn foreign_lease(holder: &str, behind: std::time::Duration) -> Value {
-    let then = k8s_openapi::jiff::Timestamp::now() - behind;
+    let then = micro_time(k8s_openapi::jiff::Timestamp::now() - behind);
     json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
            "metadata": {"name": "mirrorconf-windows-push", "namespace": "mirrorconf"},
-           "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": then.to_string(),
-                    "acquireTime": then.to_string()}})
+           "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": then,
+                    "acquireTime": then}})
+}
+
+/// As `wait_until`, with `pusher`'s log in the failure.
+fn wait_logged(pusher: &Pusher, secs: u64, what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}:\n{}",
+            pusher.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn logins(host: &Sshd) -> usize {
@@ -141,15 +193,20 @@ fn a_replica_that_loses_its_lease_mid_round_starts_no_new_host() {
     let hung = std::net::TcpListener::bind(("127.0.0.5", port)).unwrap();
     let hosts: Vec<Sshd> = ips[1..].iter().map(|ip| Sshd::start(ip, port, &dir.path().join(ip), &key)).collect();
     fs::write(dir.path().join("known_hosts"), hosts.iter().map(Sshd::known_hosts_line).collect::<String>()).unwrap();
-    let api = FakeApi::start();
+    let api = control_plane();
     let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig);
+    api.write_agent_kubeconfig(&kubeconfig);
     api.apply(idms("mirror-one.local"));
     api.apply(inventory(&ips));
 
     // One host at a time, so that a round waits on the hung host while the others wait their turn.
     let one_at_a_time = ["--parallel", "1"];
-    let a = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &one_at_a_time);
+    // pusher-a renews every 0.4 s (a 3 s Lease), so that it sees the Lease taken well within the
+    // --timeout (5 s) the round spends on the hung host; with the default 15 s Lease it renews
+    // every 2 s, and a loaded machine plus the real server's write latency could let the round
+    // move on to a real host first (seen twice in some fifteen runs).
+    let a =
+        Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-a", &["--parallel", "1", "--lease-duration", "3"]);
     let on = |h: &Sshd, needle: &str| hosts_toml(h).is_some_and(|t| t.contains(needle));
     wait_until(60, "the first round on both real hosts", || hosts.iter().all(|h| on(h, "mirror-one.local")));
     let b = Pusher::start(dir.path(), &kubeconfig, &key, port, "pusher-b", &one_at_a_time);
@@ -163,7 +220,7 @@ fn a_replica_that_loses_its_lease_mid_round_starts_no_new_host() {
     let logins_at_loss: Vec<usize> = hosts.iter().map(logins).collect();
     api.apply(foreign_lease("intruder", std::time::Duration::ZERO));
     wait_until(30, "pusher-a stepping down", || a.log_text().contains("stepping down"));
-    wait_until(30, "the round to stop", || a.log_text().contains("no new host started"));
+    wait_logged(&a, 30, "the round to stop", || a.log_text().contains("no new host started"));
     std::thread::sleep(std::time::Duration::from_secs(2));
     for (h, n) in hosts.iter().zip(&logins_at_loss) {
         assert_eq!(logins(h), *n, "{} saw a login after the Lease was lost:\n{}", h.ip, a.log_text());
@@ -178,9 +235,9 @@ fn a_candidate_judges_expiry_by_what_it_observed_not_by_the_holders_clock() {
     let dir = tempfile::tempdir().unwrap();
     let key = client_key(dir.path());
     fs::write(dir.path().join("known_hosts"), "").unwrap();
-    let api = FakeApi::start();
+    let api = control_plane();
     let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig);
+    api.write_agent_kubeconfig(&kubeconfig);
     api.apply(idms("mirror-one.local"));
     api.apply(inventory(&[]));
     // The holder renews every second, but its clock is an hour behind ours: by its renewTime the
@@ -191,9 +248,14 @@ fn a_candidate_judges_expiry_by_what_it_observed_not_by_the_holders_clock() {
     wait_until(30, "pusher-b waiting for the Lease", || b.log_text().contains("another instance leads"));
     for _ in 0..6 {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let mut lease = api.get("coordination.k8s.io/v1", "Lease", "mirrorconf", "mirrorconf-windows-push").unwrap();
-        lease["spec"]["renewTime"] = json!((k8s_openapi::jiff::Timestamp::now() - hour).to_string());
-        api.apply(lease);
+        let renewed = micro_time(k8s_openapi::jiff::Timestamp::now() - hour);
+        api.merge_patch(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "mirrorconf",
+            "mirrorconf-windows-push",
+            json!({"spec": {"renewTime": renewed}}),
+        );
         assert_eq!(lease_holder(&api).as_deref(), Some("skewed-holder"), "{}", b.log_text());
     }
     assert!(!b.log_text().contains("became the leader"), "{}", b.log_text());
@@ -206,6 +268,7 @@ fn a_leader_whose_api_server_stops_answering_steps_down_within_the_renew_deadlin
     steps_down_when_the_api_server_goes_silent("8");
 }
 
+/// On the in-test fake: a real API server cannot be made to take Lease requests and never answer.
 fn steps_down_when_the_api_server_goes_silent(shards: &str) {
     let dir = tempfile::tempdir().unwrap();
     let key = client_key(dir.path());

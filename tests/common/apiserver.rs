@@ -1,5 +1,8 @@
-//! A faithful in-test Kubernetes API server (a test double: no real kube-apiserver can be installed
-//! on these machines). HTTP on 127.0.0.1, real sockets, the wire format kube-rs speaks:
+//! An in-test Kubernetes API server (a test double). Cluster paths are tested against a real
+//! kube-apiserver (tests/common/cluster.rs); this one stays for faults a real server cannot be made
+//! to show ([`FakeApi::hang`]: a request taken and never answered, in tests/fleet_kube.rs and
+//! tests/windows_push_kube.rs) and for the benchmarks under benches/. HTTP on 127.0.0.1, real
+//! sockets, the wire format kube-rs speaks:
 //!
 //! - LIST returns `<Kind>List` with `metadata.resourceVersion`; field selectors `metadata.name=X`.
 //! - WATCH (`?watch=true&resourceVersion=N`) streams newline-delimited `ADDED`/`MODIFIED`/`DELETED`

@@ -28,9 +28,20 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Token users of `--token-auth-file`: (token, user, groups). None is bound to any role here.
-pub const TOKEN_USERS: &[(&str, &str, &str)] =
-    &[("viewer-token", "viewer", "viewers"), ("fleet-token", "fleet", "fleet")];
+pub mod reads;
+
+/// Token users of `--token-auth-file`: (token, user, groups). `viewer` and `fleet` are bound to no
+/// role here (a test binds what it needs); [`AGENT`] is a cluster admin by its group, a name of its
+/// own so that the audit log tells the product's requests from the test's (tests of the shipped
+/// RBAC use ServiceAccounts instead).
+pub const TOKEN_USERS: &[(&str, &str, &str)] = &[
+    ("viewer-token", "viewer", "viewers"),
+    ("agent-token", AGENT, "system:masters"),
+    ("fleet-token", "fleet", "fleet"),
+];
+
+/// The user [`ControlPlane::write_agent_kubeconfig`] authenticates as.
+pub const AGENT: &str = "mirrorconf-agent";
 
 /// Which programs the harness runs; each a panic, never a skip, when missing.
 fn part(name: &str) -> PathBuf {
@@ -306,6 +317,12 @@ impl ControlPlane {
         kc["users"] = json!([{"name": "user", "user": {"token": token}}]);
         kc["contexts"][0]["context"]["user"] = json!("user");
         fs::write(path, serde_json::to_string_pretty(&kc).unwrap()).unwrap();
+    }
+
+    /// Writes a kubeconfig for the product under test: a cluster admin named [`AGENT`].
+    pub fn write_agent_kubeconfig(&self, path: &Path) {
+        let token = TOKEN_USERS.iter().find(|(_, u, _)| *u == AGENT).unwrap().0;
+        self.write_token_kubeconfig(path, token);
     }
 
     /// (Re)starts the API server on its port and waits until `/readyz` answers 200.

@@ -1,5 +1,5 @@
 //! `mirrorconf run --kube --windows-push` as a child process of the test (stopped by its pid),
-//! pointed at the in-test API server through a kubeconfig, with its log in the test's folder.
+//! pointed at an API server through a kubeconfig, with its log in the test's folder.
 
 use super::sshd::ClientKey;
 use std::fs;
@@ -63,4 +63,12 @@ impl Drop for Pusher {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A failed request (as [`super::cluster::ControlPlane::failed_requests`] lists them) that is the
+/// pusher finding an object it makes itself (its Leases, its host reports) not made yet.
+pub fn finds_its_own_object_missing(failed: &str) -> bool {
+    failed.starts_with("404 \"get\"")
+        && (failed.contains("/leases/mirrorconf-windows-push")
+            || failed.contains("/configmaps/mirrorconf-windows-push-hosts-"))
 }

@@ -1,0 +1,72 @@
+//! What the API server holds and saw, for assertions: the Events stored, and from the audit log
+//! the Node writes (with their bodies) and the watches opened.
+
+use super::ControlPlane;
+use serde_json::Value;
+
+/// One write to a Node as the audit log has it.
+#[derive(Debug, Clone)]
+pub struct NodeWrite {
+    pub user: String,
+    pub node: String,
+    /// `patch` or `update`.
+    pub verb: String,
+    /// The request body: the patch as sent, or the whole Node of an update.
+    pub body: Value,
+    pub code: i64,
+}
+
+impl ControlPlane {
+    /// Every `events.k8s.io/v1` Event in every namespace, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        let mut events = self.list("events.k8s.io/v1", "Event", "");
+        events.sort_by_key(|e| e["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string());
+        events
+    }
+
+    /// Patches and updates of Nodes (not of their status), oldest first, as the server received
+    /// them: the audit policy logs Node write bodies at level Request.
+    pub fn node_patches(&self) -> Vec<NodeWrite> {
+        self.audit()
+            .into_iter()
+            .filter(|e| {
+                e["stage"] == "ResponseComplete"
+                    && (e["verb"] == "patch" || e["verb"] == "update")
+                    && e["objectRef"]["resource"] == "nodes"
+                    && e["objectRef"]["subresource"].is_null()
+            })
+            .map(|e| NodeWrite {
+                user: e["user"]["username"].as_str().unwrap_or_default().to_string(),
+                node: e["objectRef"]["name"].as_str().unwrap_or_default().to_string(),
+                verb: e["verb"].as_str().unwrap_or_default().to_string(),
+                body: e["requestObject"].clone(),
+                code: e["responseStatus"]["code"].as_i64().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// The requests of `user` the server answered with an error (4xx or 5xx), one line each; but
+    /// not the 429 "storage is (re)initializing" a real server answers while the cache of a CRD
+    /// just established fills, which every client retries.
+    pub fn failed_requests(&self, user: &str) -> Vec<String> {
+        let filling = |e: &Value| {
+            e["responseStatus"]["code"] == 429
+                && e["responseStatus"]["message"].as_str().is_some_and(|m| m.contains("storage is (re)initializing"))
+        };
+        self.requests_by(user)
+            .into_iter()
+            .filter(|e| e["responseStatus"]["code"].as_i64().is_some_and(|c| c >= 400) && !filling(e))
+            .map(|e| {
+                format!(
+                    "{} {} {} {}",
+                    e["responseStatus"]["code"], e["verb"], e["requestURI"], e["responseStatus"]["message"]
+                )
+            })
+            .collect()
+    }
+
+    /// How many watches `user` opened (answered or still open).
+    pub fn watches_opened(&self, user: &str) -> usize {
+        self.requests_by(user).iter().filter(|e| e["verb"] == "watch").count()
+    }
+}
