@@ -225,6 +225,10 @@ pub struct RunArgs {
     /// Where to find CRI-O's process for --reload-crio.
     #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// CRI-O's pidfile, if your init system writes one (CRI-O itself does not); without it, or when
+    /// it names no running crio, --reload-crio signals the crio process whose parent is not crio.
+    #[arg(long, value_name = "FILE")]
+    pub crio_pidfile: Option<PathBuf>,
     /// Command to run after any file changed; split on whitespace and run without a shell.
     #[arg(long, value_name = "CMD")]
     pub on_change: Option<String>,
@@ -278,6 +282,7 @@ impl RunArgs {
                 reload: crate::agent::reload::Reload {
                     crio: self.reload_crio,
                     proc_root: self.proc_root.clone(),
+                    crio_pidfile: self.crio_pidfile.clone(),
                     on_change: self
                         .on_change
                         .as_deref()
