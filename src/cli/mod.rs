@@ -160,7 +160,8 @@ pub struct Manifests {
 pub struct RenderArgs {
     #[command(flatten)]
     pub manifests: Manifests,
-    /// The node's filesystem root (use / on a node).
+    /// The node's filesystem root (use / on a node). Links under it resolve inside it, as for a
+    /// process whose / is the root (Linux 5.6 or later).
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
     /// The node's original registries.conf. Default: the copy adopted earlier under
@@ -210,7 +211,8 @@ pub struct RunArgs {
     /// Watch the cluster through the Kubernetes API (in-cluster config or KUBECONFIG).
     #[arg(long)]
     pub kube: bool,
-    /// The node's filesystem root to write under (/ on a node, /host in the DaemonSet).
+    /// The node's filesystem root to write under (/ on a node, /host in the DaemonSet). Links
+    /// under it resolve inside it, so the host's absolute links mean the host's files.
     #[arg(long, value_name = "DIR", required_unless_present = "windows_push", conflicts_with = "windows_push")]
     pub root: Option<PathBuf>,
     /// The node's original registries.conf (see `render --help`); it is watched too.
