@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn the_pidfile_wins_while_it_names_a_crio_process() {
-        let proc = fake_proc(&[(1, "systemd", 0), (40, "crio", 1), (60, "crio", 1), (70, "bash", 1)]);
+        let proc = fake_proc(&[(1, "systemd", 0), (40, "crio", 1), (60, "crio", 1), (70, "conmon", 1)]);
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("crio.pid");
         std::fs::write(&pidfile, "60\n").unwrap();
