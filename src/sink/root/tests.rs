@@ -76,14 +76,8 @@ fn a_link_as_the_last_component_is_replaced_or_removed_never_followed() {
 #[test]
 fn fifos_and_magic_links_are_refused_without_hanging() {
     let p = planted();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &p.root.path().join("etc/fifo"),
-        FileType::Fifo,
-        Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, p.root.path().join("etc/fifo"), FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+        .unwrap();
     assert_eq!(p.root.open_file("etc/fifo").unwrap_err().kind(), io::ErrorKind::InvalidInput);
     fs::create_dir_all(p.root.path().join("proc")).unwrap();
     std::os::unix::fs::symlink("/proc/self/root/etc/hostname", p.root.path().join("etc/magic")).unwrap();
