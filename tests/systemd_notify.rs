@@ -67,6 +67,16 @@ fn ready_is_sent_after_the_first_apply_and_never_for_a_refused_input() {
     assert!(child.wait().unwrap().success());
 }
 
+/// Stops the agent (by its pid) however the test ends: a failed assertion must not leave it running.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// First boot: the unit runs before crio.service, so the first apply finds no CRI-O to reload.
 /// That is nothing to reload: READY=1 goes out at once (CRI-O and the kubelet do not wait out
 /// the start timeout), the node is not behind, and nothing retries.
@@ -82,19 +92,21 @@ fn first_boot_without_crio_is_ready_at_once() {
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     let port = common::free_port("127.0.0.1");
     let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
-        .args(["run", "--reload-crio", "--listen", &listen, "--manifests"])
-        .arg(&manifests)
-        .arg("--root")
-        .arg(&root)
-        .arg("--proc-root")
-        .arg(&no_crio)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_mirrorconf"))
+            .args(["run", "--reload-crio", "--listen", &listen, "--manifests"])
+            .arg(&manifests)
+            .arg("--root")
+            .arg(&root)
+            .arg("--proc-root")
+            .arg(&no_crio)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let conf = root.join("etc/containers/registries.conf");
     let mut buf = [0u8; 512];
     socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -115,8 +127,8 @@ fn first_boot_without_crio_is_ready_at_once() {
     assert_eq!(common::metric(&later, "mirrorconf_reloads_total"), Some(1.0), "{later}");
     assert_eq!(common::metric(&later, "mirrorconf_reload_errors_total"), Some(0.0), "{later}");
     assert_eq!(common::metric(&later, "mirrorconf_node_behind"), Some(0.0), "{later}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(child.wait().unwrap().success());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(agent.0.wait().unwrap().success());
 }
 
 #[test]
