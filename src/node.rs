@@ -3,10 +3,11 @@
 
 use crate::error::Error;
 use crate::fileset::FileSet;
-use crate::model::{describe_size, load_paths, read_text_limited, Inputs, LimitedRead, LoadError};
+use crate::model::{describe_size, load_paths, read_text_from, read_text_limited, Inputs, LimitedRead, LoadError};
 use crate::policy::Policy;
 use crate::render::{self, NodeInputs, Target};
-use crate::sink::local::{write_atomic, LocalSink};
+use crate::sink::local::LocalSink;
+use crate::sink::root::Root;
 use crate::sink::ApplyReport;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,9 +25,19 @@ pub const MAX_BASE_BYTES: u64 = 1 << 20;
 /// `Ok(None)` when there is no such file. Too big or not UTF-8 is bad input (exit 2), naming the
 /// file and the limit.
 fn read_base_text(path: &Path, what: &str) -> Result<Option<String>, Error> {
+    base_text(path, what, read_text_limited(path, MAX_BASE_BYTES))
+}
+
+/// [`read_base_text`] for `rel` beneath `root`: a link there resolves inside the root.
+fn read_root_text(root: &Root, rel: &str, what: &str) -> Result<Option<String>, Error> {
+    let read = root.open_file(rel).map_err(LimitedRead::Io).and_then(|f| read_text_from(f, MAX_BASE_BYTES));
+    base_text(&root.shown(rel), what, read)
+}
+
+fn base_text(path: &Path, what: &str, read: Result<String, LimitedRead>) -> Result<Option<String>, Error> {
     let refuse = |message: String| Error::Load(vec![LoadError::new(path, None, message)]);
     let limit = describe_size(MAX_BASE_BYTES);
-    match read_text_limited(path, MAX_BASE_BYTES) {
+    match read {
         Ok(text) => Ok(Some(text)),
         Err(LimitedRead::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(LimitedRead::Io(source)) => Err(Error::Read { path: path.to_path_buf(), source }),
@@ -78,17 +89,16 @@ impl Base {
 
 /// The node's policy.json as the base: the copy adopted earlier; else the node's current file if
 /// mirrorconf did not write it (adopted now); else none (the node had none before mirrorconf).
-fn resolve_policy_json(root: &Path, owned: &crate::sink::Manifest) -> Result<Option<OwnFile>, Error> {
-    let read = |path: &Path| read_base_text(path, "policy.json");
-    let adopted = root.join(ADOPTED_POLICY_JSON_PATH);
-    if let Some(text) = read(&adopted)? {
-        return Ok(Some(OwnFile { text, origin: adopted, adopt: false }));
+fn resolve_policy_json(root: &Root, owned: &crate::sink::Manifest) -> Result<Option<OwnFile>, Error> {
+    let read = |rel: &str| read_root_text(root, rel, "policy.json");
+    if let Some(text) = read(ADOPTED_POLICY_JSON_PATH)? {
+        return Ok(Some(OwnFile { text, origin: root.shown(ADOPTED_POLICY_JSON_PATH), adopt: false }));
     }
     if owned.files.contains_key(render::policy_json::PATH) {
         return Ok(None);
     }
-    let current = root.join(render::policy_json::PATH);
-    Ok(read(&current)?.map(|text| OwnFile { text, origin: current, adopt: true }))
+    let current = root.shown(render::policy_json::PATH);
+    Ok(read(render::policy_json::PATH)?.map(|text| OwnFile { text, origin: current, adopt: true }))
 }
 
 /// Reads the file `--base` names.
@@ -101,20 +111,21 @@ pub fn read_base(path: &Path) -> Result<Base, Error> {
 
 /// Chooses the base: `--base` when given; else the copy adopted earlier; else the node's current
 /// registries.conf if mirrorconf did not write it (adopted now); else an empty file.
-pub fn resolve_base(root: &Path, explicit: Option<&Path>, sink: &LocalSink) -> Result<Base, Error> {
-    let read = |path: &Path| read_base_text(path, "registries.conf");
+pub fn resolve_base(explicit: Option<&Path>, sink: &LocalSink) -> Result<Base, Error> {
+    let root = sink.root();
+    let read = |rel: &str| read_root_text(root, rel, "registries.conf");
     let owned = sink.manifest()?.0;
     let policy_json = resolve_policy_json(root, &owned)?;
     if let Some(path) = explicit {
         return Ok(Base { policy_json, ..read_base(path)? });
     }
-    let adopted = root.join(ADOPTED_BASE_PATH);
-    if let Some(text) = read(&adopted)? {
+    let adopted = root.shown(ADOPTED_BASE_PATH);
+    if let Some(text) = read(ADOPTED_BASE_PATH)? {
         return Ok(Base { text, origin: adopted, adopt: false, policy_json });
     }
-    let current = root.join(render::registries_conf::PATH);
+    let current = root.shown(render::registries_conf::PATH);
     if !owned.files.contains_key(render::registries_conf::PATH) {
-        if let Some(text) = read(&current)? {
+        if let Some(text) = read(render::registries_conf::PATH)? {
             return Ok(Base { text, origin: current, adopt: true, policy_json });
         }
     }
@@ -149,11 +160,12 @@ pub fn apply_inputs(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: 
             ),
         ];
         for (_, rel, text) in adopt.into_iter().filter(|(adopt, _, _)| *adopt) {
-            let path = root.join(rel);
             let text = text.expect("an adopted file has text");
-            std::fs::create_dir_all(path.parent().expect("has a parent"))
-                .and_then(|()| write_atomic(&path, text.as_bytes(), 0o644))
-                .map_err(|source| Error::Write { path, source })?;
+            let dir = rel.rsplit_once('/').map_or("", |(dir, _)| dir);
+            sink.root()
+                .create_dir_all(dir)
+                .and_then(|()| sink.root().write_atomic(rel, text.as_bytes(), 0o644))
+                .map_err(|source| Error::Write { path: sink.root().shown(rel), source })?;
         }
     }
     let report = sink.apply_locked(&files, &lock)?;
@@ -173,7 +185,7 @@ struct Prepared {
 fn prepare(inputs: &Inputs, root: &Path, base: Option<&Path>, targets: &[Target]) -> Result<Prepared, Error> {
     let policy = Policy::from_inputs(inputs)?;
     let sink = LocalSink::new(root);
-    let base = if targets.contains(&Target::Linux) { Some(resolve_base(root, base, &sink)?) } else { None };
+    let base = if targets.contains(&Target::Linux) { Some(resolve_base(base, &sink)?) } else { None };
     let files = render_files(inputs, &policy, base.as_ref(), targets)?;
     Ok(Prepared { policy, sink, base, files })
 }
@@ -262,16 +274,16 @@ mod tests {
     fn the_nodes_own_file_is_bounded_too() {
         let root = tempfile::tempdir().unwrap();
         let sink = LocalSink::new(root.path());
-        assert_eq!(resolve_base(root.path(), None, &sink).unwrap().text, "");
+        assert_eq!(resolve_base(None, &sink).unwrap().text, "");
         let live = root.path().join(render::registries_conf::PATH);
         std::fs::create_dir_all(live.parent().unwrap()).unwrap();
         std::fs::File::create(&live).unwrap().set_len(5 << 20).unwrap();
-        let e = refusal(resolve_base(root.path(), None, &sink).unwrap_err());
+        let e = refusal(resolve_base(None, &sink).unwrap_err());
         assert!(e.contains("registries.conf: 5242880 bytes, over 1 MiB"), "{e}");
         let adopted = root.path().join(ADOPTED_BASE_PATH);
         std::fs::create_dir_all(adopted.parent().unwrap()).unwrap();
         std::fs::File::create(&adopted).unwrap().set_len(MAX_BASE_BYTES + 1).unwrap();
-        let e = refusal(resolve_base(root.path(), None, &sink).unwrap_err());
+        let e = refusal(resolve_base(None, &sink).unwrap_err());
         assert!(e.contains("base/registries.conf: 1048577 bytes"), "{e}");
     }
 }

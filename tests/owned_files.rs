@@ -112,6 +112,44 @@ fn remote_state_entries_outside_the_root_never_cause_a_removal_over_sftp() {
     assert!(log.matches("Accepted publickey for root").count() >= 2, "{log}");
 }
 
+/// SFTP has no RESOLVE_IN_ROOT: a link planted under the remote root (a registry folder, the
+/// state file) is refused, so no read or write follows it outside the remote root.
+#[test]
+fn links_under_the_remote_root_lead_nothing_outside_it_over_sftp() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = OneHost::start(dir.path());
+    let outside = host.sshd.folder.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let secret = host.sshd.folder.join("secret.json");
+    fs::write(&secret, "{\"version\": 1, \"files\": {}}\n").unwrap();
+    let remote = host.remote();
+    fs::create_dir_all(&remote).unwrap();
+    // The registry folder quay.io, an absolute link out of the remote root.
+    std::os::unix::fs::symlink(&outside, remote.join("quay.io")).unwrap();
+    let m = write_manifests(dir.path(), &policy("m1.local"));
+    let out = host.push(&m).args(["--retries", "0"]).output().unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("quay.io is a symbolic link"), "{t}");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "written through the link: {t}");
+
+    // The state file, a relative link out of the remote root: neither read nor replaced through.
+    fs::remove_file(remote.join("quay.io")).unwrap();
+    std::os::unix::fs::symlink("../secret.json", remote.join(".mirrorconf-state.json")).unwrap();
+    let out = host.push(&m).args(["--retries", "0"]).output().unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains(".mirrorconf-state.json is a symbolic link"), "{t}");
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "{\"version\": 1, \"files\": {}}\n");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+
+    // Links gone: the push lands inside the remote root.
+    fs::remove_file(remote.join(".mirrorconf-state.json")).unwrap();
+    let out = host.push(&m).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(remote.join("quay.io/hosts.toml").is_file());
+}
+
 #[test]
 fn a_file_someone_else_wrote_on_a_host_stays_unless_take_over_is_asked_for() {
     let dir = tempfile::tempdir().unwrap();

@@ -42,7 +42,7 @@ pub struct EndpointChange {
 
 /// The plan for the files under `root`, as `check --root` makes it for each target.
 fn plan_root(settings: &ProbeSettings) -> Result<Plan, String> {
-    let files = NodeFiles::Root(settings.root.clone());
+    let files = NodeFiles::Root(crate::sink::root::Root::new(&settings.root));
     let mut all = Plan::default();
     for target in &settings.targets {
         let auths = Auths::of_node(&files, *target)?;

@@ -4,9 +4,11 @@
 //! and killed (the whole group, by its pid) when it outlives its timeout: a hung hook must not
 //! stop every later render.
 
+pub mod crio;
+
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long `--on-change` may run by default.
@@ -20,6 +22,8 @@ pub struct Reload {
     pub crio: bool,
     /// Where to look for the CRI-O process (`/proc`, or the host's when mounted elsewhere).
     pub proc_root: PathBuf,
+    /// CRI-O's pidfile, when something writes one (see [`crio`]).
+    pub crio_pidfile: Option<PathBuf>,
     /// Program and arguments to run after any file changed.
     pub on_change: Vec<String>,
     /// `on_change` is killed when it runs longer than this.
@@ -28,8 +32,8 @@ pub struct Reload {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    #[error("no CRI-O process (comm \"crio\") under {0}; is the agent in the host's PID namespace?")]
-    CrioNotFound(PathBuf),
+    #[error(transparent)]
+    Crio(#[from] crio::CrioError),
     #[error("cannot signal CRI-O (pid {pid}): {source}")]
     Signal { pid: i32, source: nix::Error },
     #[error("--on-change {cmd:?}: {detail}")]
@@ -38,23 +42,15 @@ pub enum ReloadError {
     Timeout { cmd: String, pid: u32, timeout: Duration },
 }
 
-/// The pids whose `comm` is `name`, found by reading `<proc_root>/<pid>/comm`.
-pub fn find_processes(proc_root: &Path, name: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir(proc_root) else { return Vec::new() };
-    let mut pids: Vec<i32> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter(|pid| {
-            std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm")).is_ok_and(|c| c.trim_end() == name)
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
-}
-
 impl Default for Reload {
     fn default() -> Self {
-        Reload { crio: false, proc_root: PathBuf::from("/proc"), on_change: Vec::new(), timeout: DEFAULT_HOOK_TIMEOUT }
+        Reload {
+            crio: false,
+            proc_root: PathBuf::from("/proc"),
+            crio_pidfile: None,
+            on_change: Vec::new(),
+            timeout: DEFAULT_HOOK_TIMEOUT,
+        }
     }
 }
 
@@ -66,13 +62,16 @@ impl Reload {
     /// Runs the configured actions. `registries_changed`: registries.conf or its drop-in changed.
     pub async fn run(&self, registries_changed: bool) -> Result<(), ReloadError> {
         if self.crio && registries_changed {
-            let pids = find_processes(&self.proc_root, "crio");
-            if pids.is_empty() {
-                return Err(ReloadError::CrioNotFound(self.proc_root.clone()));
-            }
-            for pid in pids {
-                kill(Pid::from_raw(pid), Signal::SIGHUP).map_err(|source| ReloadError::Signal { pid, source })?;
-                tracing::info!(pid, "sent SIGHUP to CRI-O");
+            match crio::main_process(&self.proc_root, self.crio_pidfile.as_deref())? {
+                Some(pid) => {
+                    kill(Pid::from_raw(pid), Signal::SIGHUP).map_err(|source| ReloadError::Signal { pid, source })?;
+                    tracing::info!(pid, "sent SIGHUP to CRI-O");
+                }
+                // Nothing to reload: CRI-O reads the new files when it starts.
+                None => tracing::info!(
+                    proc_root = %self.proc_root.display(),
+                    "CRI-O is not running: nothing to reload; it reads the files when it starts"
+                ),
             }
         }
         if let Some((program, args)) = self.on_change.split_first() {
@@ -144,6 +143,87 @@ async fn read_capped(mut from: impl tokio::io::AsyncRead + Unpin, cap: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for CRI-O: a script named `crio` (so its comm is `crio`) that records each SIGHUP
+    /// it gets; started with `main`, it starts a child `crio` of its own.
+    const STAND_IN: &str = r#"#!/bin/sh
+trap 'echo hup >> "$1/hup.$$"' HUP
+if [ "$2" = main ]; then "$0" "$1" child & echo $! > "$1/child.pid"; fi
+echo up > "$1/up.$$"
+while :; do sleep 0.05; done
+"#;
+
+    /// Kills the stand-ins (by the pids they recorded) however the test ends.
+    struct StandIns {
+        main: std::process::Child,
+        dir: std::path::PathBuf,
+    }
+
+    impl StandIns {
+        fn child_pid(&self) -> Option<i32> {
+            std::fs::read_to_string(self.dir.join("child.pid")).ok()?.trim().parse().ok()
+        }
+    }
+
+    impl Drop for StandIns {
+        fn drop(&mut self) {
+            if let Some(pid) = self.child_pid() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = self.main.kill();
+            let _ = self.main.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn only_crios_main_process_is_signalled_not_its_crio_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("crio");
+        std::fs::write(&script, STAND_IN).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let main = std::process::Command::new(&script)
+            .arg(dir.path())
+            .arg("main")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stand_ins = StandIns { main, dir: dir.path().to_path_buf() };
+        let main_pid = stand_ins.main.id() as i32;
+        let up = |pid: i32| dir.path().join(format!("up.{pid}")).exists();
+        let child_pid = (0..250)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                stand_ins.child_pid().filter(|&pid| up(main_pid) && up(pid))
+            })
+            .expect("the stand-ins start");
+        // A /proc that shows only these two (the machine may run other processes named crio).
+        let proc_root = dir.path().join("proc");
+        std::fs::create_dir(&proc_root).unwrap();
+        for pid in [main_pid, child_pid] {
+            assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(), "crio\n");
+            std::os::unix::fs::symlink(format!("/proc/{pid}"), proc_root.join(pid.to_string())).unwrap();
+        }
+        let reload = Reload { crio: true, proc_root, ..Reload::default() };
+        reload.run(true).await.unwrap();
+        let hups = |pid: i32| std::fs::read_to_string(dir.path().join(format!("hup.{pid}"))).unwrap_or_default();
+        let got = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            !hups(main_pid).is_empty()
+        });
+        assert!(got, "CRI-O's main process {main_pid} got no SIGHUP");
+        // The child has had as long as the main process to record a signal, and more.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(hups(child_pid), "", "the child crio {child_pid} was signalled too");
+        drop(stand_ins);
+    }
+
+    #[tokio::test]
+    async fn no_crio_process_is_nothing_to_reload() {
+        let empty = tempfile::tempdir().unwrap();
+        let reload = Reload { crio: true, proc_root: empty.path().to_path_buf(), ..Reload::default() };
+        reload.run(true).await.expect("no CRI-O: nothing to reload, no error");
+    }
 
     #[tokio::test]
     async fn a_hung_hook_and_what_it_started_are_killed_at_the_timeout() {

@@ -45,15 +45,22 @@ pub struct CheckArgs {
     pub output: OutputFormat,
 }
 
+/// The largest --authfile read.
+const MAX_AUTH_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads the file `--authfile` names: the admin's own path, not one under a root.
 fn read_auth_file(path: &Path, shown: &str) -> Result<Option<PullSecret>, Error> {
-    let files = NodeFiles::Root(path.parent().unwrap_or(Path::new("/")).to_path_buf());
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    match files.read(name).map_err(Error::Usage)? {
-        None => Ok(None),
-        Some(bytes) => {
-            PullSecret::from_json(&bytes).map(Some).map_err(|e| Error::Usage(format!("{shown}: {}", e.message)))
+    use crate::model::LimitedRead;
+    let text = match crate::model::read_text_limited(path, MAX_AUTH_FILE_BYTES) {
+        Ok(text) => text,
+        Err(LimitedRead::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(LimitedRead::Io(e)) => return Err(Error::Usage(format!("cannot read {shown}: {e}"))),
+        Err(LimitedRead::TooBig { .. }) => return Err(Error::Usage(format!("{shown}: over 1 MiB; refused"))),
+        Err(LimitedRead::NotUtf8 { offset }) => {
+            return Err(Error::Usage(format!("{shown}: not UTF-8 text (invalid byte at offset {offset})")))
         }
-    }
+    };
+    PullSecret::from_json(text.as_bytes()).map(Some).map_err(|e| Error::Usage(format!("{shown}: {}", e.message)))
 }
 
 /// The files to probe and the credentials to probe with, from wherever the policy comes from.
@@ -67,7 +74,7 @@ fn gather(args: &CheckArgs, runtime: &tokio::runtime::Runtime) -> Result<(NodeFi
         None => None,
     };
     if let Some(root) = &args.root {
-        let files = NodeFiles::Root(root.clone());
+        let files = NodeFiles::Root(crate::sink::root::Root::new(root));
         let auths = match explicit {
             Some((secret, from)) => Auths { secret: Some(secret), from },
             None => Auths::of_node(&files, args.target).map_err(Error::Usage)?,

@@ -166,7 +166,8 @@ pub struct Manifests {
 pub struct RenderArgs {
     #[command(flatten)]
     pub manifests: Manifests,
-    /// The node's filesystem root (use / on a node).
+    /// The node's filesystem root (use / on a node). Links under it resolve inside it, as for a
+    /// process whose / is the root (Linux 5.6 or later).
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
     /// The node's original registries.conf. Default: the copy adopted earlier under
@@ -221,7 +222,8 @@ pub struct RunArgs {
     /// Watch the cluster through the Kubernetes API (in-cluster config or KUBECONFIG).
     #[arg(long)]
     pub kube: bool,
-    /// The node's filesystem root to write under (/ on a node, /host in the DaemonSet).
+    /// The node's filesystem root to write under (/ on a node, /host in the DaemonSet). Links
+    /// under it resolve inside it, so the host's absolute links mean the host's files.
     #[arg(long, value_name = "DIR", required_unless_present = "windows_push", conflicts_with = "windows_push")]
     pub root: Option<PathBuf>,
     /// The node's original registries.conf (see `render --help`); it is watched too.
@@ -236,6 +238,10 @@ pub struct RunArgs {
     /// Where to find CRI-O's process for --reload-crio.
     #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// CRI-O's pidfile, if your init system writes one (CRI-O itself does not); without it, or when
+    /// it names no running crio, --reload-crio signals the crio process whose parent is not crio.
+    #[arg(long, value_name = "FILE")]
+    pub crio_pidfile: Option<PathBuf>,
     /// Command to run after any file changed; split on whitespace and run without a shell.
     #[arg(long, value_name = "CMD")]
     pub on_change: Option<String>,
@@ -289,6 +295,7 @@ impl RunArgs {
                 reload: crate::agent::reload::Reload {
                     crio: self.reload_crio,
                     proc_root: self.proc_root.clone(),
+                    crio_pidfile: self.crio_pidfile.clone(),
                     on_change: self
                         .on_change
                         .as_deref()

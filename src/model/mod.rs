@@ -13,7 +13,7 @@ pub mod pull_secret;
 
 pub use diagnostic::Diagnostic;
 pub use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-pub(crate) use load::{describe_size, read_text_limited, LimitedRead};
+pub(crate) use load::{describe_size, read_text_from, read_text_limited, LimitedRead};
 pub use load::{load_paths, load_paths_with, load_text, load_text_with, Limits, LoadError, MAX_DEPTH, MAX_TOKENS};
 
 use kube::CustomResource;

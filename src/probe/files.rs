@@ -1,13 +1,14 @@
 //! The node files a probe reads: either rendered in memory from the policy (`--manifests`,
 //! `--kube`), or the files a node actually holds under a root (`--root`). Both are addressed by
-//! paths relative to the node's `/`; reads from a root are bounded and never leave it.
+//! paths relative to the node's `/`; reads from a root are bounded and resolved beneath it
+//! ([`Root`]), so a link planted under the root never leads outside it.
 
 use super::auth::Credentials;
 use crate::fileset::{check_relative_path, FileSet, MODE_PUBLIC};
-use crate::model::{read_text_limited, LimitedRead};
+use crate::model::{read_text_from, LimitedRead};
 use crate::render::hosts_toml::Layout;
+use crate::sink::root::{Kind, Root};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use toml_edit::{DocumentMut, Item};
 
 /// A CA file the runtime reads for a host: its path on the node (for messages) and its text.
@@ -24,7 +25,7 @@ const MAX_DIRS: usize = 10_000;
 
 pub enum NodeFiles {
     Rendered(FileSet),
-    Root(PathBuf),
+    Root(Root),
 }
 
 impl NodeFiles {
@@ -34,8 +35,9 @@ impl NodeFiles {
         match self {
             NodeFiles::Rendered(set) => Ok(set.get(rel).map(|f| f.contents.clone())),
             NodeFiles::Root(root) => {
-                let path = root.join(rel);
-                match read_text_limited(&path, MAX_FILE_BYTES) {
+                let path = root.shown(rel);
+                let read = root.open_file(rel).map_err(LimitedRead::Io).and_then(|f| read_text_from(f, MAX_FILE_BYTES));
+                match read {
                     Ok(text) => Ok(Some(text.into_bytes())),
                     Err(LimitedRead::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                     Err(LimitedRead::Io(e)) => Err(format!("cannot read {}: {e}", path.display())),
@@ -58,7 +60,7 @@ impl NodeFiles {
     pub fn is_dir(&self, rel: &str) -> bool {
         match self {
             NodeFiles::Rendered(set) => !set.subtree(rel).is_empty(),
-            NodeFiles::Root(root) => check_relative_path(rel).is_ok() && root.join(rel).is_dir(),
+            NodeFiles::Root(root) => check_relative_path(rel).is_ok() && root.is_dir(rel),
         }
     }
 
@@ -70,12 +72,11 @@ impl NodeFiles {
             }
             NodeFiles::Root(root) => {
                 check_relative_path(rel).map_err(|e| e.to_string())?;
-                let dir = root.join(rel);
-                std::fs::read_dir(&dir)
-                    .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
-                    .filter_map(|e| e.file_name().into_string().ok())
+                root.read_dir(rel)
+                    .map_err(|e| format!("cannot list {}: {e}", root.shown(rel).display()))?
+                    .into_iter()
+                    .filter(|(_, kind)| matches!(kind, Kind::File | Kind::Symlink))
+                    .filter_map(|(name, _)| name.into_string().ok())
                     .take(MAX_DIRS)
                     .collect()
             }
@@ -90,15 +91,12 @@ impl NodeFiles {
             NodeFiles::Rendered(set) => Ok(set.subtree(layout.root())),
             NodeFiles::Root(root) => {
                 let mut tree = FileSet::new();
-                let dir = root.join(layout.root());
-                let entries = match std::fs::read_dir(&dir) {
+                let entries = match root.read_dir(layout.root()) {
                     Ok(entries) => entries,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(tree),
-                    Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+                    Err(e) => return Err(format!("cannot list {}: {e}", root.shown(layout.root()).display())),
                 };
-                for name in
-                    entries.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()).take(MAX_DIRS)
-                {
+                for name in entries.into_iter().filter_map(|(name, _)| name.into_string().ok()).take(MAX_DIRS) {
                     let rel = format!("{name}/hosts.toml");
                     if check_relative_path(&rel).is_err() {
                         continue;
@@ -172,7 +170,7 @@ mod tests {
             "server = \"https://r:5000/v2\"\n",
         )
         .unwrap();
-        let files = NodeFiles::Root(root.path().to_path_buf());
+        let files = NodeFiles::Root(Root::new(root.path()));
         assert!(files.read("../etc/passwd").is_err(), "no path leaves the root");
         assert_eq!(files.read("missing").unwrap(), None);
         let ca = files.containerd_ca(Layout::Windows, "r_5000_", "m.crt");

@@ -5,9 +5,11 @@
 //! folder is fsynced, so a reader sees the old or the new file, never a partial one. Unchanged bytes
 //! are not rewritten (mtime stays). Files and folders are removed only when the owned-files manifest
 //! lists them, never through a symbolic link. One apply at a time per root (a lock file), so the
-//! temp files of a killed run can be swept without touching a live one's.
+//! temp files of a killed run can be swept without touching a live one's. Every path is opened
+//! beneath the root by [`super::root::Root`], so a link planted under it never leads outside.
 
 use super::owned::{self, Current, KeyRules, Manifest, Plan, Removal, Store, MAX_STATE_BYTES};
+use super::root::{Kind, Root, TEMP_PREFIX, TEMP_RANDOM, TEMP_SUFFIX};
 use super::ApplyReport;
 use crate::fileset::{Change, File, FileSet};
 use std::fs;
@@ -21,10 +23,6 @@ pub const MANIFEST_PATH: &str = "var/lib/mirrorconf/owned.json";
 pub const STATE_DIR: &str = "var/lib/mirrorconf";
 const LOCK_PATH: &str = "var/lib/mirrorconf/lock";
 const KEYS: KeyRules = KeyRules { windows: false, reserved: STATE_DIR };
-/// Temp files are `.mirrorconf-XXXXXX.tmp`: hidden, never a name a runtime reads.
-const TEMP_PREFIX: &str = ".mirrorconf-";
-const TEMP_SUFFIX: &str = ".tmp";
-const TEMP_RANDOM: usize = 6;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
@@ -51,23 +49,30 @@ pub struct RootLock {
 }
 
 pub struct LocalSink {
-    root: PathBuf,
+    root: Root,
 }
 
 impl LocalSink {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalSink { root: root.into() }
+        LocalSink { root: Root::new(root) }
     }
 
-    pub fn root(&self) -> &Path {
+    pub fn root(&self) -> &Root {
         &self.root
+    }
+
+    /// `rel` under the root, for messages.
+    fn shown(&self, rel: &str) -> PathBuf {
+        self.root.shown(rel)
     }
 
     /// The owned-files manifest (empty when there is none yet) without the entries that could not
     /// be mirrorconf's (each logged), and whether there were any.
     pub fn manifest(&self) -> Result<(Manifest, bool), SinkError> {
-        let path = self.root.join(MANIFEST_PATH);
-        let Some(bytes) = read_bounded(&path, MAX_STATE_BYTES)? else { return Ok((Manifest::default(), false)) };
+        let path = self.shown(MANIFEST_PATH);
+        let Some(bytes) = self.read_limited(MANIFEST_PATH, MAX_STATE_BYTES)? else {
+            return Ok((Manifest::default(), false));
+        };
         let (manifest, dropped) = Manifest::parse(&bytes, &KEYS)
             .map_err(|e| SinkError { path: path.clone(), source: io::Error::new(io::ErrorKind::InvalidData, e) })?;
         for d in &dropped {
@@ -78,11 +83,15 @@ impl LocalSink {
 
     /// The file at `rel`, `None` when there is none.
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, SinkError> {
-        let path = self.root.join(rel);
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
+        self.read_limited(rel, MAX_FILE_BYTES)
+    }
+
+    /// At most `limit` bytes of the regular file at `rel`; `None` when there is none. Larger is refused.
+    fn read_limited(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, SinkError> {
+        match self.root.open_file(rel) {
+            Ok(file) => read_at_most(file, limit).map(Some).map_err(err(&self.shown(rel))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(SinkError { path, source }),
+            Err(source) => Err(SinkError { path: self.shown(rel), source }),
         }
     }
 
@@ -112,11 +121,9 @@ impl LocalSink {
     /// Takes this root's lock: one apply at a time per root, so that sweeping a killed run's temp
     /// files never touches a live one's. Held until the returned guard is dropped.
     pub fn lock(&self) -> Result<RootLock, SinkError> {
-        let state_dir = self.root.join(STATE_DIR);
-        fs::create_dir_all(&state_dir).map_err(err(&state_dir))?;
-        let lock_path = self.root.join(LOCK_PATH);
-        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
-        let file = file.map_err(err(&lock_path))?;
+        self.root.create_dir_all(STATE_DIR).map_err(err(&self.shown(STATE_DIR)))?;
+        let lock_path = self.shown(LOCK_PATH);
+        let file = self.root.open_lock(LOCK_PATH).map_err(err(&lock_path))?;
         // A second render on the same root waits here.
         file.lock().map_err(err(&lock_path))?;
         Ok(RootLock { _file: file })
@@ -133,7 +140,7 @@ impl LocalSink {
     pub fn apply_locked(&self, files: &FileSet, _lock: &RootLock) -> Result<ApplyReport, SinkError> {
         let mut swept = Vec::new();
         for dir in [STATE_DIR.to_string(), format!("{STATE_DIR}/base")] {
-            if self.root.join(&dir).is_dir() {
+            if self.root.is_dir(&dir) {
                 swept.extend(self.sweep(&dir)?);
             }
         }
@@ -149,7 +156,7 @@ impl LocalSink {
         let upto = if include_last { parts.len() } else { parts.len() - 1 };
         (1..=upto)
             .map(|n| parts[..n].join("/"))
-            .find(|p| fs::symlink_metadata(self.root.join(p)).is_ok_and(|m| m.file_type().is_symlink()))
+            .find(|p| matches!(self.root.kind_no_follow(p), Ok(Some(Kind::Symlink))))
     }
 }
 
@@ -166,32 +173,24 @@ impl Store for LocalSink {
     }
 
     fn keep(&self, rel: &str, file: &File) -> Result<(), SinkError> {
-        let path = self.root.join(rel);
-        let meta = fs::metadata(&path).map_err(err(&path))?;
-        if meta.permissions().mode() & 0o7777 != file.mode {
-            fs::set_permissions(&path, fs::Permissions::from_mode(file.mode)).map_err(err(&path))?;
+        let path = self.shown(rel);
+        if self.root.mode(rel).map_err(err(&path))? != file.mode {
+            self.root.set_mode(rel, file.mode).map_err(err(&path))?;
         }
         Ok(())
     }
 
     fn dir_exists(&self, rel: &str) -> Result<bool, SinkError> {
-        Ok(self.root.join(rel).is_dir())
+        Ok(self.root.is_dir(rel))
     }
 
     fn create_dir(&self, rel: &str) -> Result<(), SinkError> {
-        let path = self.root.join(rel);
-        match fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => return Ok(()),
-            Err(e) => return Err(SinkError { path, source: e }),
-        }
-        let parent = path.parent().expect("a folder under the root has a parent");
-        fsync_dir(parent).map_err(err(parent))
+        self.root.create_dir(rel).map_err(err(&self.shown(rel)))
     }
 
     fn write(&self, rel: &str, file: &File) -> Result<(), SinkError> {
-        let path = self.root.join(rel);
-        write_atomic(&path, &file.contents, file.mode).map_err(err(&path))?;
+        let path = self.shown(rel);
+        self.root.write_atomic(rel, &file.contents, file.mode).map_err(err(&path))?;
         tracing::info!(path = %path.display(), "wrote");
         Ok(())
     }
@@ -200,12 +199,10 @@ impl Store for LocalSink {
         if let Some(link) = self.symlink_on_the_way(rel, false) {
             return Ok(Removal::Refused(format!("{link} is a symbolic link")));
         }
-        let path = self.root.join(rel);
-        match fs::remove_file(&path) {
+        let path = self.shown(rel);
+        match self.root.remove_file(rel) {
             Ok(()) => {
                 tracing::info!(path = %path.display(), "removed");
-                let parent = path.parent().expect("a file under the root has a parent");
-                fsync_dir(parent).map_err(err(parent))?;
                 Ok(Removal::Removed)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Absent),
@@ -217,7 +214,7 @@ impl Store for LocalSink {
         if let Some(link) = self.symlink_on_the_way(rel, true) {
             return Ok(Removal::Refused(format!("{link} is a symbolic link")));
         }
-        match fs::remove_dir(self.root.join(rel)) {
+        match self.root.remove_dir(rel) {
             Ok(()) => Ok(Removal::Removed),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Absent),
             // Not empty (or not ours to remove): someone else put files there; leave it.
@@ -226,30 +223,27 @@ impl Store for LocalSink {
     }
 
     fn write_state(&self, state: &Manifest) -> Result<(), SinkError> {
-        let path = self.root.join(MANIFEST_PATH);
-        write_atomic(&path, &state.to_bytes(), 0o644).map_err(err(&path))
+        let path = self.shown(MANIFEST_PATH);
+        self.root.write_atomic(MANIFEST_PATH, &state.to_bytes(), 0o644).map_err(err(&path))
     }
 
     fn sweep(&self, rel: &str) -> Result<Vec<String>, SinkError> {
-        let dir = self.root.join(rel);
+        let dir = self.shown(rel);
         let mut swept = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(err(&dir))? {
-            let entry = entry.map_err(err(&dir))?;
-            let name = entry.file_name();
+        for (name, kind) in self.root.read_dir(rel).map_err(err(&dir))? {
             let Some(name) = name.to_str().filter(|n| is_temp_name(n)) else { continue };
-            if !entry.file_type().map_err(err(&dir))?.is_file() {
+            if kind != Kind::File {
                 continue;
             }
-            let path = entry.path();
-            match fs::remove_file(&path) {
-                Ok(()) => swept.push(if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") }),
+            let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+            match self.root.remove_file(&path) {
+                Ok(()) => swept.push(path),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SinkError { path, source: e }),
+                Err(source) => return Err(SinkError { path: self.shown(&path), source }),
             }
         }
         if !swept.is_empty() {
             tracing::info!(folder = %dir.display(), count = swept.len(), "removed temp files of a run that was cut short");
-            fsync_dir(&dir).map_err(err(&dir))?;
         }
         Ok(swept)
     }
@@ -269,13 +263,20 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, SinkErro
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(SinkError { path: path.to_path_buf(), source: e }),
     };
+    read_at_most(file, limit).map(Some).map_err(err(path))
+}
+
+/// The largest file the sink reads back to compare or show (`diff`); a node file is a few KiB.
+const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// At most `limit` bytes of `file`; larger is refused.
+fn read_at_most(file: fs::File, limit: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(err(path))?;
+    file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        let e = io::Error::new(io::ErrorKind::InvalidData, format!("larger than {limit} bytes (the limit)"));
-        return Err(SinkError { path: path.to_path_buf(), source: e });
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {limit} bytes (the limit)")));
     }
-    Ok(Some(bytes))
+    Ok(bytes)
 }
 
 /// Writes `contents` to `path` atomically: temp file in the same folder, fsync, rename, fsync folder.

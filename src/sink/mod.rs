@@ -4,6 +4,7 @@
 
 pub mod local;
 pub mod owned;
+pub mod root;
 #[cfg(feature = "cli")]
 pub mod ssh;
 

@@ -258,15 +258,24 @@ impl ControlPlane {
     pub fn shared() -> &'static ControlPlane {
         static SHARED: OnceLock<ControlPlane> = OnceLock::new();
         static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+        static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
         extern "C" fn stop_shared() {
             for pid in PIDS.lock().map(|p| p.clone()).unwrap_or_default() {
                 // SAFETY: a plain kill(2) of a pid this process spawned and has not reaped.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                let mut status = 0;
+                // SAFETY: reaps that child, so that its files are closed before they are removed.
+                unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+            }
+            // A static is never dropped: its TempDir would stay behind.
+            if let Some(dir) = DIR.lock().ok().and_then(|d| d.clone()) {
+                let _ = fs::remove_dir_all(dir);
             }
         }
         SHARED.get_or_init(|| {
             let cp = ControlPlane::start();
             cp.install_crds();
+            *DIR.lock().unwrap() = Some(cp.dir.path().to_path_buf());
             let mut pids = PIDS.lock().unwrap();
             pids.extend(cp.etcd.lock().unwrap().as_ref().map(|s| s.child.id()));
             pids.extend(cp.apiserver.lock().unwrap().as_ref().map(|s| s.child.id()));

@@ -52,8 +52,12 @@ pub(crate) fn describe_size(bytes: u64) -> String {
 /// first (nothing is read from a file that says it is too big) and enforced while reading, since
 /// a FIFO, a device or a `/proc` file reports no size, and a file can grow meanwhile.
 pub(crate) fn read_text_limited(path: &Path, limit: u64) -> Result<String, LimitedRead> {
+    read_text_from(std::fs::File::open(path).map_err(LimitedRead::Io)?, limit)
+}
+
+/// [`read_text_limited`] for a file already open (one opened beneath a root, say).
+pub(crate) fn read_text_from(file: std::fs::File, limit: u64) -> Result<String, LimitedRead> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(LimitedRead::Io)?;
     let meta = file.metadata().map_err(LimitedRead::Io)?;
     if meta.is_file() && meta.len() > limit {
         return Err(LimitedRead::TooBig { size: Some(meta.len()) });

@@ -17,7 +17,7 @@ use super::depth;
 use super::{ConfigMap, Image, ImageContentSourcePolicy, ImageDigestMirrorSet, ImageTagMirrorSet, Inputs, Secret};
 use super::{Diagnostic, Origin};
 use files::{collect_files, read_bounded, ReadError};
-pub(crate) use files::{describe_size, read_text_limited, LimitedRead};
+pub(crate) use files::{describe_size, read_text_from, read_text_limited, LimitedRead};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml_ng::Value;

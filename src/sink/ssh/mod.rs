@@ -57,6 +57,8 @@ pub enum SshError {
     Io { op: &'static str, path: String, source: io::Error },
     #[error("state file {path}: {reason} (move it away to start over)")]
     State { path: String, reason: String },
+    #[error("{path} is a symbolic link; mirrorconf follows no link under the remote root (replace it with a folder or remove it)")]
+    Link { path: String },
     #[error("gave up after {}s (--host-timeout)", .0.as_secs_f64())]
     HostTimeout(Duration),
 }
@@ -71,6 +73,7 @@ impl SshError {
                 | SshError::KnownHosts { .. }
                 | SshError::Auth { .. }
                 | SshError::State { .. }
+                | SshError::Link { .. }
         )
     }
 }

@@ -1,5 +1,12 @@
 //! One host's remote root over SFTP: the primitive operations the owned-files protocol asks of a
 //! sink ([`Store`]), with every file written as a temp file and renamed over the old one.
+//!
+//! SFTP has no `RESOLVE_IN_ROOT`: every path below the remote root is checked component by
+//! component with `lstat`, and a symbolic link on the way is refused ([`SshError::Link`]), so a link
+//! planted under the remote root never leads a read or a write outside it. A last component that
+//! is a link is refused when it would be read or followed; a write renames over it (replacing the
+//! link, not following it) and a removal unlinks the link itself. Folders found plain are
+//! remembered for the rest of the contact.
 
 use super::raw_sftp::RawSftp;
 use super::{SshError, STATE_FILE};
@@ -40,6 +47,8 @@ pub(super) struct Remote<'s> {
     rename_channel: std::cell::OnceCell<RawSftp<'s>>,
     /// Set once the remote root is known to exist (made on the first change).
     root_ready: std::cell::OnceCell<()>,
+    /// Folders below the root found by `lstat` to be folders, not links, during this contact.
+    plain_dirs: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
 impl<'s> Remote<'s> {
@@ -53,7 +62,32 @@ impl<'s> Remote<'s> {
             verify,
             rename_channel: std::cell::OnceCell::new(),
             root_ready: std::cell::OnceCell::new(),
+            plain_dirs: Default::default(),
         })
+    }
+
+    /// The remote path of `rel` once no component below the root is a symbolic link (the last
+    /// one included when `with_last`). A missing component ends the check: nothing below it exists.
+    fn checked(&self, rel: &str, with_last: bool) -> Result<String, SshError> {
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        let upto = if with_last { parts.len() } else { parts.len().saturating_sub(1) };
+        for n in 1..=upto {
+            let prefix = parts[..n].join("/");
+            if self.plain_dirs.borrow().contains(&prefix) {
+                continue;
+            }
+            let path = self.path(&prefix);
+            match self.sftp.lstat(Path::new(&path)) {
+                Ok(stat) if stat.file_type().is_symlink() => return Err(SshError::Link { path }),
+                Ok(stat) if stat.is_dir() => {
+                    self.plain_dirs.borrow_mut().insert(prefix);
+                }
+                Ok(_) => {}
+                Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => break,
+                Err(e) => return Err(Self::err("lstat", &path)(e)),
+            }
+        }
+        Ok(self.path(rel))
     }
 
     pub(super) fn path(&self, rel: &str) -> String {
@@ -69,7 +103,7 @@ impl<'s> Remote<'s> {
     }
 
     pub(super) fn read_state(&self) -> Result<(Manifest, Vec<owned::DroppedKey>), SshError> {
-        let path = self.path(STATE_FILE);
+        let path = self.checked(STATE_FILE, true)?;
         let Some(bytes) = self.read(&path, MAX_STATE_BYTES)? else { return Ok((Manifest::default(), Vec::new())) };
         let bytes = bytes.ok_or_else(|| SshError::State {
             path: path.clone(),
@@ -132,7 +166,7 @@ impl<'s> Remote<'s> {
 
     /// Temp file next to the target, written, fsynced where the server can, then renamed over it.
     fn write_file(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), SshError> {
-        let target = self.path(rel);
+        let target = self.checked(rel, false)?;
         let tmp = temp_path(&target);
         // Always a new file, so it gets exactly `mode` (an open of an existing file keeps that
         // file's mode). A temp file left by a push cut short is removed first.
@@ -199,7 +233,7 @@ impl Store for Remote<'_> {
             Some(h) if h != sha256_hex(&wanted.contents) => return Ok(Current::Differs),
             _ => {}
         }
-        let path = self.path(rel);
+        let path = self.checked(rel, true)?;
         Ok(match self.read(&path, wanted.contents.len() as u64)? {
             None => Current::Absent,
             Some(Some(bytes)) if bytes == wanted.contents => Current::Same,
@@ -208,12 +242,12 @@ impl Store for Remote<'_> {
     }
 
     fn dir_exists(&self, rel: &str) -> Result<bool, SshError> {
-        self.exists(&self.path(rel))
+        self.exists(&self.checked(rel, true)?)
     }
 
     fn create_dir(&self, rel: &str) -> Result<(), SshError> {
         self.ready()?;
-        let p = self.path(rel);
+        let p = self.checked(rel, false)?;
         self.sftp.mkdir(Path::new(&p), 0o755).map_err(Self::err("mkdir", &p))
     }
 
@@ -223,7 +257,10 @@ impl Store for Remote<'_> {
     }
 
     fn remove_file(&self, rel: &str) -> Result<Removal, SshError> {
-        let p = self.path(rel);
+        let p = match self.checked(rel, false) {
+            Err(SshError::Link { path }) => return Ok(Removal::Refused(format!("{path} is a symbolic link"))),
+            p => p?,
+        };
         match self.sftp.unlink(Path::new(&p)) {
             Ok(()) => Ok(Removal::Removed),
             Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => Ok(Removal::Absent),
@@ -232,7 +269,10 @@ impl Store for Remote<'_> {
     }
 
     fn remove_dir(&self, rel: &str) -> Result<Removal, SshError> {
-        let p = self.path(rel);
+        let p = match self.checked(rel, true) {
+            Err(SshError::Link { path }) => return Ok(Removal::Refused(format!("{path} is a symbolic link"))),
+            p => p?,
+        };
         match self.sftp.rmdir(Path::new(&p)) {
             Ok(()) => Ok(Removal::Removed),
             Err(e) if sftp_code(&e) == Some(FX_NO_SUCH_FILE) => Ok(Removal::Absent),
@@ -246,7 +286,7 @@ impl Store for Remote<'_> {
     }
 
     fn sweep(&self, rel: &str) -> Result<Vec<String>, SshError> {
-        let dir = if rel.is_empty() { self.root.clone() } else { self.path(rel) };
+        let dir = if rel.is_empty() { self.root.clone() } else { self.checked(rel, true)? };
         let dir = if dir.is_empty() { ".".to_string() } else { dir };
         let entries = match self.sftp.readdir(Path::new(&dir)) {
             Ok(entries) => entries,
