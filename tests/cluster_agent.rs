@@ -338,8 +338,15 @@ fn another_writer_on_the_node_keeps_its_change_while_the_agent_lifts_its_taint()
             Err(e) => assert!(attempt < 200, "{e}"),
         }
     }
-    wait_until(30, "the pending taint lifted", || !taint_keys(&cp, "node-1").contains(&PENDING.to_string()));
+    // The writers go on until the agent's first conditional writes have met them, then stop: the
+    // agent gives up after 5 conflicts in a row and backs off, so writers that never stop (on a
+    // loaded machine, a slow agent) could starve it, which is not what this test is about.
+    wait_until(60, "the agent's first write of its Node", || {
+        cp.requests_by(SA).iter().any(|e| e["verb"] == "patch" && e["objectRef"]["resource"] == "nodes")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
+    wait_until(90, "the pending taint lifted", || !taint_keys(&cp, "node-1").contains(&PENDING.to_string()));
     let writes: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
     let keys = taint_keys(&cp, "node-1");
     assert!(keys.contains(&"other.io/late".to_string()), "another writer's taint was lost: {keys:?}");
