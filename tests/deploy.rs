@@ -295,7 +295,8 @@ fn the_systemd_unit_is_hardened_and_runs_the_agent() {
         "NoNewPrivileges=yes",
         "ProtectHome=yes",
         "PrivateTmp=yes",
-        "ReadWritePaths=/etc/containers /var/lib/mirrorconf -/etc/docker/certs.d",
+        "StateDirectory=mirrorconf",
+        "ReadWritePaths=/etc/containers -/etc/docker/certs.d",
         "Before=crio.service kubelet.service",
         // The man page `mirrorconf man` writes, not a web address.
         "Documentation=man:mirrorconf(1)",

@@ -135,7 +135,11 @@ fn yaml(case: &Case, order: &[usize]) -> String {
             if *kind == 2 && case.never[*s] {
                 continue;
             }
-            let ms: Vec<String> = ms.iter().map(|m| mirror(*m)).collect();
+            // The API's mirrors list is a set, and a repeat in a file is refused: each mirror once,
+            // in the order of its first place (what the merge made of a repeat).
+            let mut ms: Vec<String> = ms.iter().map(|m| mirror(*m)).collect();
+            let mut seen = std::collections::HashSet::new();
+            ms.retain(|m| seen.insert(m.clone()));
             doc.push_str(&format!("  - source: {}\n    mirrors: [{}]\n", source(*s), ms.join(", ")));
             if *kind != 2 && case.never[*s] {
                 doc.push_str("    mirrorSourcePolicy: NeverContactSource\n");
