@@ -105,7 +105,7 @@ fn start_agent(cp: &ControlPlane, ds: &Value, node: &str, root_flag_value: &str)
     args[listen + 1] = addr.to_string();
     let extra: Vec<&str> = args.iter().map(String::as_str).collect();
     let agent = KubeAgent::start(|path| cp.write_token_kubeconfig(path, &token), node, &extra);
-    wait_until(30, "readyz", || http_get(addr, "/readyz").is_some_and(|(s, _)| s == 200));
+    wait_until(60, "readyz", || http_get(addr, "/readyz").is_some_and(|(s, _)| s == 200));
     (agent, addr)
 }
 
@@ -133,21 +133,21 @@ fn the_crio_agent_as_its_daemonset_runs_it() {
     let conf = |a: &KubeAgent| a.conf();
 
     // First apply: files, then the taint goes (and only ours), then the annotations.
-    wait_until(30, "the first render", || conf(&agent).contains("m1.corp/release"));
-    wait_until(30, "the pending taint lifted", || !taint_keys(&cp, "node-1").contains(&PENDING.to_string()));
+    wait_until(60, "the first render", || conf(&agent).contains("m1.corp/release"));
+    wait_until(60, "the pending taint lifted", || !taint_keys(&cp, "node-1").contains(&PENDING.to_string()));
     // Another writer's taint stays, and so does the one the server's admission added on create
     // (TaintNodesByCondition: not-ready, until a kubelet reports).
     assert_eq!(taint_keys(&cp, "node-1"), ["other.io/keep", "node.kubernetes.io/not-ready"]);
-    wait_until(30, "the annotations", || annotation(&cp, "node-1", "mirrorconf.io/policy-fingerprint").is_some());
+    wait_until(60, "the annotations", || annotation(&cp, "node-1", "mirrorconf.io/policy-fingerprint").is_some());
     assert!(crio.hups() >= 1, "CRI-O was reloaded after registries.conf changed");
     let first = annotation(&cp, "node-1", "mirrorconf.io/policy-fingerprint").unwrap();
 
     // A change followed.
     cp.apply(idms("release", "quay.io/release", "m2.corp/release"));
-    wait_until(30, "the change", || {
+    wait_until(60, "the change", || {
         conf(&agent).contains("m2.corp/release") && !conf(&agent).contains("m1.corp/release")
     });
-    wait_until(30, "the new fingerprint", || {
+    wait_until(60, "the new fingerprint", || {
         annotation(&cp, "node-1", "mirrorconf.io/policy-fingerprint").is_some_and(|f| f != first)
     });
 
@@ -168,13 +168,13 @@ fn the_crio_agent_as_its_daemonset_runs_it() {
                     "spec": {"imageTagMirrors": [{"source": "quay.io/release", "mirrors": ["t.corp/release"],
                                                    "mirrorSourcePolicy": "NeverContactSource"}]}}),
     );
-    wait_until(30, "an Event about the refused input", || {
+    wait_until(60, "an Event about the refused input", || {
         cp.list("events.k8s.io/v1", "Event", "").iter().any(|e| {
             e["note"].as_str().is_some_and(|n| n.contains("conflicting mirrorSourcePolicy"))
                 && e["reportingController"].as_str().is_some_and(|c| c.contains("mirrorconf"))
         })
     });
-    wait_until(30, "the input annotation says refused", || {
+    wait_until(60, "the input annotation says refused", || {
         annotation(&cp, "node-1", "mirrorconf.io/input").is_some_and(|v| v.starts_with("refused"))
     });
     assert_eq!(conf(&agent), good, "the last good files stay");
@@ -267,7 +267,7 @@ fn a_restarted_api_server_and_a_compacted_history_lose_no_change() {
     cp.install_crds();
     cp.apply(idms("release", "quay.io/release", "m1.corp/release"));
     let (mut agent, _) = crio_node(&cp, "node-1");
-    wait_until(30, "the first render", || agent.conf().contains("m1.corp/release"));
+    wait_until(60, "the first render", || agent.conf().contains("m1.corp/release"));
     let lists = lists_by_agent(&cp);
 
     // While the agent's API server is down, the change lands through another API server on the
@@ -364,7 +364,7 @@ fn status_reads_a_fleet_of_500_nodes_in_a_few_requests() {
     cp.apply(idms("release", "quay.io/release", "m1.corp/release"));
     // One real agent reports; 499 more Nodes carry what agents in every state would write.
     let (agent, _) = crio_node(&cp, "n-000");
-    wait_until(30, "the agent's annotations", || {
+    wait_until(60, "the agent's annotations", || {
         annotation(&cp, "n-000", "mirrorconf.io/policy-fingerprint").is_some()
     });
     let reported = cp.get("v1", "Node", "", "n-000").unwrap()["metadata"]["annotations"].clone();
