@@ -32,20 +32,13 @@ fn idms(mirror: &str) -> Value {
 /// What the server's admission adds to a Node on create.
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
 
-/// A Windows Node registered with the pending taint, its InternalIP `ip` written to the status
-/// subresource as a kubelet does (the server ignores status in a write of the Node itself).
+/// A Windows Node registered with the pending taint, its InternalIP `ip`.
 fn windows_node(api: &ControlPlane, name: &str, ip: &str) {
-    api.node(
+    api.node_at(
         name,
+        ip,
         json!({"metadata": {"labels": {"kubernetes.io/os": "windows"}},
                "spec": {"taints": [{"key": PENDING, "effect": "NoSchedule"}, {"key": "os", "value": "windows", "effect": "NoSchedule"}]}}),
-    );
-    api.merge_patch_status(
-        "v1",
-        "Node",
-        "",
-        name,
-        json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}),
     );
 }
 

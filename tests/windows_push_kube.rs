@@ -29,17 +29,9 @@ fn inventory(ips: &[&str]) -> Value {
            "metadata": {"name": "windows-instances", "namespace": "openshift-windows-machine-config-operator"}, "data": data})
 }
 
-/// A Node of `os` whose InternalIP is `ip` (the kubelet's status, written to the status
-/// subresource as a kubelet does: the server ignores status in a write of the Node itself).
+/// A Node of `os` whose InternalIP is `ip`.
 fn windows_node(api: &ControlPlane, name: &str, ip: &str, os: &str) {
-    api.node(name, json!({"metadata": {"labels": {"kubernetes.io/os": os}}}));
-    api.merge_patch_status(
-        "v1",
-        "Node",
-        "",
-        name,
-        json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}),
-    );
+    api.node_at(name, ip, json!({"metadata": {"labels": {"kubernetes.io/os": os}}}));
 }
 
 /// A control plane of the test's own, with the CRDs and the namespaces of the Lease and the

@@ -102,17 +102,11 @@ impl Cluster {
         api.apply(inventory(&ips));
         // The first two hosts are Windows Nodes too (found by InternalIP), registered tainted.
         for (i, ip) in ips.iter().take(2).enumerate() {
-            api.node(
+            api.node_at(
                 &format!("win-{i}"),
+                ip,
                 json!({"metadata": {"labels": {"kubernetes.io/os": "windows"}},
                        "spec": {"taints": [{"key": PENDING, "effect": "NoSchedule"}]}}),
-            );
-            api.merge_patch_status(
-                "v1",
-                "Node",
-                "",
-                &format!("win-{i}"),
-                json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}),
             );
         }
         Cluster { dir, key, port, api, hosts: servers, replicas: Vec::new(), shards }

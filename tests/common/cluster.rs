@@ -590,6 +590,14 @@ impl ControlPlane {
         self.apply(node)
     }
 
+    /// A Node named `name` (as [`Self::node`]) whose InternalIP is `ip`, written to the status
+    /// subresource as a kubelet writes it (the server ignores status in a write of the Node itself).
+    pub fn node_at(&self, name: &str, ip: &str, extra: Value) -> Value {
+        self.node(name, extra);
+        let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
+        self.merge_patch_status("v1", "Node", "", name, status)
+    }
+
     /// A namespace of this name (idempotent).
     pub fn namespace(&self, name: &str) {
         self.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}));
