@@ -144,6 +144,7 @@ fn the_daemonsets_mount_exactly_what_the_agent_writes_for_their_target() {
             assert_eq!(pod["tolerations"][0]["operator"], "Exists", "{dir}: runs on every node whatever its taints");
             assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{dir}");
             assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{dir}");
+            assert_eq!(c["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{dir}");
             assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{dir}");
             assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz", "{dir}");
             assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName", "{dir}");
