@@ -241,6 +241,41 @@ fn the_agents_service_account_can_do_only_what_it_needs() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // RBAC lets it patch every Node; the variant's admission policy confines it to its own, and
+    // there to its annotations and its own taint.
+    cp.node("other-node", json!({}));
+    cp.merge_patch("v1", "Node", "", "rbac-node", json!({"spec": {"taints": [
+        {"key": "mirrorconf.io/registries-pending", "effect": "NoSchedule"}, {"key": "other.io/keep", "effect": "NoSchedule"}]}}));
+    let as_agent = |args: &[&str]| {
+        let out = cp.kubectl_as(&kubeconfig, args, None);
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The policy takes effect once the server has loaded it.
+    wait_until(30, "the own-node policy in force", || {
+        let (ok, err) = as_agent(&["annotate", "node", "other-node", "mirrorconf.io/policy-fingerprint=x"]);
+        !ok && err.contains("may write only the Node its pod runs on (rbac-node), not other-node")
+    });
+    let refused: &[(&[&str], &str)] = &[
+        (&["label", "node", "rbac-node", "pool=stolen"], "may not change a Node's labels"),
+        (&["annotate", "node", "rbac-node", "other.io/x=1"], "may only change annotations under mirrorconf.io/"),
+        (&["taint", "node", "rbac-node", "other.io/keep-"], "may only remove the mirrorconf.io/registries-pending taint"),
+        (&["taint", "node", "rbac-node", "new.io/t=1:NoSchedule"], "may only remove the mirrorconf.io/registries-pending taint"),
+    ];
+    for (args, why) in refused {
+        let (ok, err) = as_agent(args);
+        assert!(!ok && err.contains(why), "kubectl {args:?} as the agent (succeeded: {ok}): {err}");
+    }
+    // kubectl cordon exits 0 when the server refuses it: the message and the Node say it.
+    let (_, err) = as_agent(&["cordon", "rbac-node"]);
+    assert!(err.contains("may not change a Node's labels or schedulability"), "{err}");
+    assert!(cp.get("v1", "Node", "", "rbac-node").unwrap()["spec"]["unschedulable"].is_null());
+    for args in [
+        &["annotate", "node", "rbac-node", "mirrorconf.io/policy-fingerprint=x"][..],
+        &["taint", "node", "rbac-node", "mirrorconf.io/registries-pending-"][..],
+    ] {
+        let (ok, err) = as_agent(args);
+        assert!(ok, "kubectl {args:?} as the agent was refused: {err}");
+    }
     let whoami = cp.kubectl_as(&kubeconfig, &["auth", "whoami", "-o", "json"], None);
     let who: Value = serde_json::from_slice(&whoami.stdout).unwrap();
     assert_eq!(who["status"]["userInfo"]["username"], SA);
