@@ -284,7 +284,7 @@ impl Cluster {
 
 #[test]
 fn two_replicas_split_the_hosts_and_one_covers_for_the_other_when_it_dies() {
-    Cluster::start(8, 4).scenario(2, 1);
+    Cluster::start(8, 2).scenario(2, 1);
 }
 
 #[test]
