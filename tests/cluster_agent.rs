@@ -31,10 +31,13 @@ fn annotation(cp: &ControlPlane, node: &str, key: &str) -> Option<String> {
 }
 
 /// A stand-in for CRI-O's process (its `comm` is `crio`) that records each SIGHUP, so that
-/// `--reload-crio` has a process to signal; the real CRI-O is in the runtimes' tests.
+/// `--reload-crio` has a process to signal; the real CRI-O is in the runtimes' tests. Its agent
+/// looks for it under `proc_root`, which links only this pid: tests run in parallel, and the
+/// agent rightly refuses to guess between several CRI-O main processes.
 struct FakeCrio {
     child: Child,
     hups: PathBuf,
+    proc_root: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -53,7 +56,10 @@ impl FakeCrio {
         let child = Command::new(&script).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
         let comm = format!("/proc/{}/comm", child.id());
         wait_until(5, "the stand-in's comm", || fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "crio"));
-        FakeCrio { child, hups, _dir: dir }
+        let proc_root = dir.path().join("proc");
+        fs::create_dir(&proc_root).unwrap();
+        std::os::unix::fs::symlink(format!("/proc/{}", child.id()), proc_root.join(child.id().to_string())).unwrap();
+        FakeCrio { child, hups, proc_root, _dir: dir }
     }
 
     fn hups(&self) -> usize {
@@ -90,7 +96,13 @@ fn pod_on(cp: &ControlPlane, ds: &Value, node: &str) -> String {
 
 /// The agent with the DaemonSet's own container args (the host root and the listen address
 /// moved to this test's), as the ServiceAccount, with a token bound to its Pod.
-fn start_agent(cp: &ControlPlane, ds: &Value, node: &str, root_flag_value: &str) -> (KubeAgent, std::net::SocketAddr) {
+fn start_agent(
+    cp: &ControlPlane,
+    ds: &Value,
+    node: &str,
+    root_flag_value: &str,
+    crio: &FakeCrio,
+) -> (KubeAgent, std::net::SocketAddr) {
     let pod = pod_on(cp, ds, node);
     let token = cp.token("mirrorconf", "mirrorconf", Some(&pod));
     let container = &ds["spec"]["template"]["spec"]["containers"][0];
@@ -103,6 +115,7 @@ fn start_agent(cp: &ControlPlane, ds: &Value, node: &str, root_flag_value: &str)
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().unwrap();
     let listen = args.iter().position(|a| a == "--listen").expect("--listen");
     args[listen + 1] = addr.to_string();
+    args.extend(["--proc-root".to_string(), crio.proc_root.to_str().unwrap().to_string()]);
     let extra: Vec<&str> = args.iter().map(String::as_str).collect();
     let agent = KubeAgent::start(|path| cp.write_token_kubeconfig(path, &token), node, &extra);
     wait_until(60, "readyz", || http_get(addr, "/readyz").is_some_and(|(s, _)| s == 200));
@@ -129,7 +142,7 @@ fn the_crio_agent_as_its_daemonset_runs_it() {
 
     let ds = daemonset("crio");
     // --reload-crio finds CRI-O in this machine's /proc: the stand-in is there.
-    let (agent, addr) = start_agent(&cp, &ds, "node-1", "/host");
+    let (agent, addr) = start_agent(&cp, &ds, "node-1", "/host", &crio);
     let conf = |a: &KubeAgent| a.conf();
 
     // First apply: files, then the taint goes (and only ours), then the annotations.
@@ -284,11 +297,11 @@ fn the_agents_service_account_can_do_only_what_it_needs() {
 }
 
 /// Applies the crio variant, registers `node` with the pending taint, and starts its agent.
-fn crio_node(cp: &ControlPlane, node: &str) -> (KubeAgent, std::net::SocketAddr) {
+fn crio_node(cp: &ControlPlane, node: &str, crio: &FakeCrio) -> (KubeAgent, std::net::SocketAddr) {
     cp.kubectl_ok(&["apply", "--server-side", "-k", kustomize::repo("deploy/kubernetes/crio").to_str().unwrap()]);
     cp.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
     cp.node(node, json!({"spec": {"taints": [{"key": PENDING, "effect": "NoSchedule"}]}}));
-    start_agent(cp, &daemonset("crio"), node, "/host")
+    start_agent(cp, &daemonset("crio"), node, "/host", crio)
 }
 
 fn lists_by_agent(cp: &ControlPlane) -> usize {
@@ -298,10 +311,10 @@ fn lists_by_agent(cp: &ControlPlane) -> usize {
 #[test]
 fn a_restarted_api_server_and_a_compacted_history_lose_no_change() {
     let cp = ControlPlane::start();
-    let _crio = FakeCrio::start();
+    let crio = FakeCrio::start();
     cp.install_crds();
     cp.apply(idms("release", "quay.io/release", "m1.corp/release"));
-    let (mut agent, _) = crio_node(&cp, "node-1");
+    let (mut agent, _) = crio_node(&cp, "node-1", &crio);
     wait_until(60, "the first render", || agent.conf().contains("m1.corp/release"));
     let lists = lists_by_agent(&cp);
 
@@ -334,7 +347,7 @@ fn another_writer_on_the_node_keeps_its_change_while_the_agent_lifts_its_taint()
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let cp = Arc::new(ControlPlane::start());
-    let _crio = FakeCrio::start();
+    let crio = FakeCrio::start();
     cp.install_crds();
     cp.apply(idms("release", "quay.io/release", "m1.corp/release"));
     // Writers that keep changing node-1 (labels) while the agent reads it and writes its taint
@@ -362,7 +375,7 @@ fn another_writer_on_the_node_keeps_its_change_while_the_agent_lifts_its_taint()
             })
         })
         .collect();
-    let (agent, _) = start_agent(&cp, &daemonset("crio"), "node-1", "/host");
+    let (agent, _) = start_agent(&cp, &daemonset("crio"), "node-1", "/host", &crio);
     // Another writer's taint, added by a read-modify-write of its own (retried on conflict, as
     // every writer must) while the agent works.
     for attempt in 0.. {
@@ -394,11 +407,11 @@ fn another_writer_on_the_node_keeps_its_change_while_the_agent_lifts_its_taint()
 #[test]
 fn status_reads_a_fleet_of_500_nodes_in_a_few_requests() {
     let cp = ControlPlane::start();
-    let _crio = FakeCrio::start();
+    let crio = FakeCrio::start();
     cp.install_crds();
     cp.apply(idms("release", "quay.io/release", "m1.corp/release"));
     // One real agent reports; 499 more Nodes carry what agents in every state would write.
-    let (agent, _) = crio_node(&cp, "n-000");
+    let (agent, _) = crio_node(&cp, "n-000", &crio);
     wait_until(60, "the agent's annotations", || {
         annotation(&cp, "n-000", "mirrorconf.io/policy-fingerprint").is_some()
     });
