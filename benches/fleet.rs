@@ -11,7 +11,6 @@
 #[allow(dead_code)] // the bench drives only part of the test API server
 #[path = "../tests/common/apiserver.rs"]
 mod apiserver;
-#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -41,7 +40,7 @@ fn percentile(v: &[Duration], p: usize) -> f64 {
 /// The API server under the fleet: what the bench writes and what it asks of the server's side.
 enum Api {
     Fake(FakeApi),
-    Real(ControlPlane),
+    Real(Box<ControlPlane>),
 }
 
 impl Api {
@@ -106,7 +105,7 @@ fn main() {
             "metadata": {"name": "fleet-admin"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
             "subjects": [{"kind": "User", "name": "fleet", "apiGroup": "rbac.authorization.k8s.io"}]}));
-        Api::Real(cp)
+        Api::Real(Box::new(cp))
     } else {
         Api::Fake(FakeApi::start())
     };

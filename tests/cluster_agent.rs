@@ -271,8 +271,14 @@ fn the_agents_service_account_can_do_only_what_it_needs() {
     let refused: &[(&[&str], &str)] = &[
         (&["label", "node", "rbac-node", "pool=stolen"], "may not change a Node's labels"),
         (&["annotate", "node", "rbac-node", "other.io/x=1"], "may only change annotations under mirrorconf.io/"),
-        (&["taint", "node", "rbac-node", "other.io/keep-"], "may only remove the mirrorconf.io/registries-pending taint"),
-        (&["taint", "node", "rbac-node", "new.io/t=1:NoSchedule"], "may only remove the mirrorconf.io/registries-pending taint"),
+        (
+            &["taint", "node", "rbac-node", "other.io/keep-"],
+            "may only remove the mirrorconf.io/registries-pending taint",
+        ),
+        (
+            &["taint", "node", "rbac-node", "new.io/t=1:NoSchedule"],
+            "may only remove the mirrorconf.io/registries-pending taint",
+        ),
     ];
     for (args, why) in refused {
         let (ok, err) = as_agent(args);
