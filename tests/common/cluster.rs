@@ -15,20 +15,26 @@
 //! - A second API server on the same etcd ([`ControlPlane::second_apiserver`]) changes objects
 //!   while the first is stopped ([`ControlPlane::stop_apiserver`], [`ControlPlane::start_apiserver`]);
 //!   [`ControlPlane::compact`] compacts etcd's history as a real cluster's does every 5 minutes.
+//!
+//! This file holds the control plane's life (start, share, restart, stop) and who talks to it
+//! (kubeconfigs, kubectl, tokens); `servers.rs` how its processes are made, `objects.rs` the objects
+//! on it, `reads.rs` what it holds and saw (Events, the audit log).
 
 use super::{free_port, require_tool, Server};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::ApiResource;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod objects;
 pub mod reads;
+mod servers;
+
+use servers::{apiserver, client, make_pki, part, spawn, stop_gracefully, write_kubeconfig, User};
 
 /// Token users of `--token-auth-file`: (token, user, groups). `viewer` and `fleet` are bound to no
 /// role here (a test binds what it needs); [`AGENT`] is a cluster admin by its group, a name of its
@@ -42,135 +48,6 @@ pub const TOKEN_USERS: &[(&str, &str, &str)] = &[
 
 /// The user [`ControlPlane::write_agent_kubeconfig`] authenticates as.
 pub const AGENT: &str = "mirrorconf-agent";
-
-/// Which programs the harness runs; each a panic, never a skip, when missing.
-fn part(name: &str) -> PathBuf {
-    let p = require_tool(name);
-    assert!(
-        std::env::var("PATH").unwrap_or_default().contains("target/realparts/bin"),
-        "{name} must come from scripts/realparts.sh (target/realparts/bin on PATH, as scripts/test.sh sets it); found {}",
-        p.display()
-    );
-    p
-}
-
-/// Spawns every server from one thread that lives as long as the test process, so that
-/// `PR_SET_PDEATHSIG` (which fires when the spawning *thread* ends) kills them only when the test
-/// process itself dies, even by SIGKILL. Normal ends stop them by pid first.
-fn spawn(cmd: Command, log: PathBuf) -> Server {
-    type Job = (Command, PathBuf, mpsc::Sender<Server>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::spawn(move || {
-            for (mut cmd, log, back) in rx {
-                // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-                unsafe {
-                    cmd.pre_exec(|| {
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                        Ok(())
-                    });
-                }
-                let _ = back.send(Server::spawn(cmd, log));
-            }
-        });
-        Mutex::new(tx)
-    });
-    let (back, rx) = mpsc::channel();
-    tx.lock().unwrap().send((cmd, log, back)).unwrap();
-    rx.recv().unwrap()
-}
-
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new(require_tool("openssl")).args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA, the API server's serving certificate (127.0.0.1, localhost), the admin's client
-/// certificate and the service-account signing key pair, all under `dir`.
-fn make_pki(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=mirrorconf-test-ca"]);
-    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-    openssl(&ca, dir);
-    let leaf = |name: &str, subject: &str, ext: &str| {
-        fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        let mut req = vec!["req", "-new"];
-        req.extend(ec);
-        let (key, csr, crt, extfile) =
-            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
-        openssl(&req, dir);
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-out",
-                &crt,
-                "-extfile",
-                &extfile,
-            ],
-            dir,
-        );
-    };
-    leaf("serving", "/CN=kube-apiserver", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-    leaf("admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth\n");
-    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key"], dir);
-    openssl(&["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir);
-    let tokens: String = TOKEN_USERS.iter().map(|(t, u, g)| format!("{t},{u},{u},\"{g}\"\n")).collect();
-    fs::write(dir.join("tokens.csv"), tokens).unwrap();
-    // Metadata for every request; the bodies of Node writes, to see what an agent patched.
-    fs::write(
-        dir.join("audit-policy.yaml"),
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
-         - level: Request\n  verbs: [patch, update, create]\n  resources: [{group: \"\", resources: [nodes]}]\n\
-         - level: Metadata\n",
-    )
-    .unwrap();
-}
-
-/// One kube-apiserver on `port` in front of `etcd`, its log and audit log named by `tag`.
-fn apiserver(dir: &Path, etcd: &str, port: u16, tag: &str) -> Server {
-    let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let mut cmd = Command::new(part("kube-apiserver"));
-    cmd.args([
-        format!("--etcd-servers={etcd}"),
-        "--bind-address=127.0.0.1".into(),
-        "--advertise-address=127.0.0.1".into(),
-        format!("--secure-port={port}"),
-        format!("--cert-dir={}", d(&format!("cert-{tag}"))),
-        format!("--tls-cert-file={}", d("serving.crt")),
-        format!("--tls-private-key-file={}", d("serving.key")),
-        format!("--client-ca-file={}", d("ca.crt")),
-        format!("--token-auth-file={}", d("tokens.csv")),
-        "--authorization-mode=RBAC".into(),
-        // A setting only: nothing here routes to it.
-        "--service-cluster-ip-range=10.0.0.0/24".into(),
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-        format!("--service-account-key-file={}", d("sa.pub")),
-        format!("--service-account-signing-key-file={}", d("sa.key")),
-        "--disable-admission-plugins=ServiceAccount".into(),
-        // The DaemonSets under deploy/ are privileged, as a node agent that writes /etc must be.
-        "--allow-privileged=true".into(),
-        format!("--audit-policy-file={}", d("audit-policy.yaml")),
-        format!("--audit-log-path={}", d(&format!("audit-{tag}.log"))),
-        "--audit-log-format=json".into(),
-        "--audit-log-mode=blocking".into(),
-        "--v=1".into(),
-    ]);
-    spawn(cmd, dir.join(format!("apiserver-{tag}.log")))
-}
 
 /// The environment variable that points the tests at an existing cluster instead (its kubeconfig,
 /// with cluster-admin rights). Use a throwaway cluster: the tests install the CRDs and create and
@@ -455,154 +332,6 @@ impl ControlPlane {
         self.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
     }
 
-    fn resource(&self, api_version: &str, kind: &str) -> ApiResource {
-        let key = (api_version.to_string(), kind.to_string());
-        if let Some(r) = self.kinds.lock().unwrap().get(&key) {
-            return r.clone();
-        }
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let gvk = GroupVersionKind::gvk(group, version, kind);
-        // Just after a CRD is Established, discovery can lag for a moment.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let found = loop {
-            match self.rt.block_on(kube::discovery::pinned_kind(&self.client, &gvk)) {
-                Ok((r, _)) => break r,
-                Err(e) if Instant::now() > deadline => panic!("no API resource for {api_version} {kind}: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        };
-        self.kinds.lock().unwrap().insert(key, found.clone());
-        found
-    }
-
-    fn api(&self, api_version: &str, kind: &str, namespace: &str) -> Api<DynamicObject> {
-        let r = self.resource(api_version, kind);
-        if namespace.is_empty() {
-            Api::all_with(self.client.clone(), &r)
-        } else {
-            Api::namespaced_with(self.client.clone(), namespace, &r)
-        }
-    }
-
-    fn parts(object: &Value) -> (String, String, String, String) {
-        let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-        (
-            s(&object["apiVersion"]),
-            s(&object["kind"]),
-            s(&object["metadata"]["namespace"]),
-            s(&object["metadata"]["name"]),
-        )
-    }
-
-    /// Creates or updates `object` by server-side apply (field manager `test`), with strict field
-    /// validation; the server's refusal as its message.
-    pub fn try_apply(&self, object: Value) -> Result<Value, String> {
-        let (api_version, kind, ns, name) = Self::parts(&object);
-        let api = self.api(&api_version, &kind, &ns);
-        let params =
-            PatchParams { field_manager: Some("test".into()), force: true, ..Default::default() }.validation_strict();
-        self.rt
-            .block_on(api.patch(&name, &params, &Patch::Apply(&object)))
-            .map(|o| serde_json::to_value(o).unwrap())
-            .map_err(|e| match e {
-                kube::Error::Api(s) => s.message.clone(),
-                other => other.to_string(),
-            })
-    }
-
-    /// As [`Self::try_apply`]; panics on refusal.
-    pub fn apply(&self, object: Value) -> Value {
-        let what = format!("{} {}", object["kind"], object["metadata"]["name"]);
-        self.try_apply(object).unwrap_or_else(|e| panic!("the server refused {what}: {e}"))
-    }
-
-    /// Creates `object` (POST); the server's refusal as its message.
-    pub fn try_create(&self, object: Value) -> Result<Value, String> {
-        let (api_version, kind, ns, _) = Self::parts(&object);
-        let api = self.api(&api_version, &kind, &ns);
-        let o: DynamicObject = serde_json::from_value(object).unwrap();
-        self.rt.block_on(api.create(&PostParams::default(), &o)).map(|o| serde_json::to_value(o).unwrap()).map_err(
-            |e| match e {
-                kube::Error::Api(s) => s.message.clone(),
-                other => other.to_string(),
-            },
-        )
-    }
-
-    /// Replaces `object` (PUT), conditional on the resourceVersion it carries; the server's
-    /// refusal (409 Conflict when another writer got in first) as its message.
-    pub fn try_replace(&self, object: Value) -> Result<Value, String> {
-        let (api_version, kind, ns, name) = Self::parts(&object);
-        let api = self.api(&api_version, &kind, &ns);
-        let o: DynamicObject = serde_json::from_value(object).unwrap();
-        self.rt
-            .block_on(api.replace(&name, &PostParams::default(), &o))
-            .map(|o| serde_json::to_value(o).unwrap())
-            .map_err(|e| e.to_string())
-    }
-
-    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
-        let api = self.api(api_version, kind, namespace);
-        self.rt.block_on(api.get_opt(name)).unwrap().map(|o| serde_json::to_value(o).unwrap())
-    }
-
-    /// Every object of a kind (in `namespace`, or all of them with "").
-    pub fn list(&self, api_version: &str, kind: &str, namespace: &str) -> Vec<Value> {
-        let api = self.api(api_version, kind, namespace);
-        let list = self.rt.block_on(api.list(&Default::default())).unwrap();
-        list.items.into_iter().map(|o| serde_json::to_value(o).unwrap()).collect()
-    }
-
-    pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
-        let api = self.api(api_version, kind, namespace);
-        match self.rt.block_on(api.delete(name, &DeleteParams::default())) {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => panic!("delete {kind} {name}: {e}"),
-        }
-    }
-
-    /// A JSON merge patch as the admin (another writer, for races).
-    pub fn merge_patch(&self, api_version: &str, kind: &str, namespace: &str, name: &str, patch: Value) -> Value {
-        let api = self.api(api_version, kind, namespace);
-        let o = self.rt.block_on(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).unwrap();
-        serde_json::to_value(o).unwrap()
-    }
-
-    /// A JSON merge patch of the status subresource (what a kubelet writes: a Node's addresses).
-    pub fn merge_patch_status(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        patch: Value,
-    ) -> Value {
-        let api = self.api(api_version, kind, namespace);
-        let o = self.rt.block_on(api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))).unwrap();
-        serde_json::to_value(o).unwrap()
-    }
-
-    /// A Node object named `name` (no kubelet runs: it is only the object).
-    pub fn node(&self, name: &str, extra: Value) -> Value {
-        let mut node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
-        merge(&mut node, &extra);
-        self.apply(node)
-    }
-
-    /// A Node named `name` (as [`Self::node`]) whose InternalIP is `ip`, written to the status
-    /// subresource as a kubelet writes it (the server ignores status in a write of the Node itself).
-    pub fn node_at(&self, name: &str, ip: &str, extra: Value) -> Value {
-        self.node(name, extra);
-        let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
-        self.merge_patch_status("v1", "Node", "", name, status)
-    }
-
-    /// A namespace of this name (idempotent).
-    pub fn namespace(&self, name: &str) {
-        self.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}));
-    }
-
     /// A service-account token by the TokenRequest API, bound to `pod` when given (its node's
     /// name then travels in the token, as in the kubelet's projected tokens).
     pub fn token(&self, namespace: &str, service_account: &str, pod: Option<&str>) -> String {
@@ -617,54 +346,6 @@ impl ControlPlane {
             args.extend(["--bound-object-kind=Pod", &bound[0], &bound[1]]);
         }
         self.kubectl_ok(&args).trim().to_string()
-    }
-
-    /// What the API server saw, from its audit logs (every instance's), oldest first:
-    /// `ResponseComplete` and `ResponseStarted` events.
-    pub fn audit(&self) -> Vec<Value> {
-        self.own("the API server's audit log");
-        let mut files: Vec<PathBuf> = fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("audit-"))
-            .collect();
-        files.sort();
-        let mut events = Vec::new();
-        for f in files {
-            for line in fs::read_to_string(f).unwrap_or_default().lines() {
-                if let Ok(v) = serde_json::from_str::<Value>(line) {
-                    events.push(v);
-                }
-            }
-        }
-        events
-    }
-
-    /// The requests `user` made (a service account as `system:serviceaccount:NS:NAME`), one audit
-    /// event each: the last the server wrote for it (a watch still open has only `ResponseStarted`).
-    pub fn requests_by(&self, user: &str) -> Vec<Value> {
-        let mut order = Vec::new();
-        let mut last: HashMap<String, Value> = HashMap::new();
-        for e in self.audit().into_iter().filter(|e| e["user"]["username"] == user) {
-            let id = e["auditID"].as_str().unwrap_or_default().to_string();
-            if !last.contains_key(&id) {
-                order.push(id.clone());
-            }
-            last.insert(id, e);
-        }
-        order.into_iter().filter_map(|id| last.remove(&id)).collect()
-    }
-
-    /// The requests `user` made at or after `since` (RFC 3339 as the audit log writes it; "" for
-    /// all) that the server refused with 403, one line each.
-    pub fn forbidden(&self, user: &str, since: &str) -> Vec<String> {
-        self.requests_by(user)
-            .into_iter()
-            .filter(|e| {
-                e["responseStatus"]["code"] == 403 && e["requestReceivedTimestamp"].as_str().unwrap_or("") >= since
-            })
-            .map(|e| format!("{} {} {}", e["verb"], e["requestURI"], e["responseStatus"]["message"]))
-            .collect()
     }
 
     /// etcd's current revision.
@@ -700,62 +381,8 @@ impl Drop for ControlPlane {
     }
 }
 
-fn stop_gracefully(s: &mut Server) {
-    // SAFETY: kill(2) of a child this process spawned and has not reaped yet.
-    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = s.child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    s.stop();
-}
-
-async fn client(kubeconfig: &Path) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
-    kube::Client::try_from(cfg).unwrap()
-}
-
-enum User<'a> {
-    /// The admin's client certificate, in this folder.
-    Admin(&'a Path),
-}
-
-fn write_kubeconfig(path: &Path, url: &str, ca: &Path, user: User) {
-    let user = match user {
-        User::Admin(dir) => json!({"client-certificate": dir.join("admin.crt"), "client-key": dir.join("admin.key")}),
-    };
-    let kc = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "test", "cluster": {"server": url, "certificate-authority": ca}}],
-        "users": [{"name": "user", "user": user}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "user"}}],
-        "current-context": "test",
-    });
-    fs::write(path, serde_json::to_string_pretty(&kc).unwrap()).unwrap();
-}
-
 /// Now, as the audit log writes times (RFC 3339, UTC, microseconds), for comparing with them.
 pub fn now_rfc3339() -> String {
     let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.%6NZ"]).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// RFC 7386 merge of `patch` into `target`.
-pub fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
 }

@@ -3,6 +3,9 @@
 
 use super::ControlPlane;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::fs;
+use std::path::PathBuf;
 
 /// One write to a Node as the audit log has it.
 #[derive(Debug, Clone)]
@@ -17,6 +20,54 @@ pub struct NodeWrite {
 }
 
 impl ControlPlane {
+    /// What the API server saw, from its audit logs (every instance's), oldest first:
+    /// `ResponseComplete` and `ResponseStarted` events.
+    pub fn audit(&self) -> Vec<Value> {
+        self.own("the API server's audit log");
+        let mut files: Vec<PathBuf> = fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("audit-"))
+            .collect();
+        files.sort();
+        let mut events = Vec::new();
+        for f in files {
+            for line in fs::read_to_string(f).unwrap_or_default().lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    events.push(v);
+                }
+            }
+        }
+        events
+    }
+
+    /// The requests `user` made (a service account as `system:serviceaccount:NS:NAME`), one audit
+    /// event each: the last the server wrote for it (a watch still open has only `ResponseStarted`).
+    pub fn requests_by(&self, user: &str) -> Vec<Value> {
+        let mut order = Vec::new();
+        let mut last: HashMap<String, Value> = HashMap::new();
+        for e in self.audit().into_iter().filter(|e| e["user"]["username"] == user) {
+            let id = e["auditID"].as_str().unwrap_or_default().to_string();
+            if !last.contains_key(&id) {
+                order.push(id.clone());
+            }
+            last.insert(id, e);
+        }
+        order.into_iter().filter_map(|id| last.remove(&id)).collect()
+    }
+
+    /// The requests `user` made at or after `since` (RFC 3339 as the audit log writes it; "" for
+    /// all) that the server refused with 403, one line each.
+    pub fn forbidden(&self, user: &str, since: &str) -> Vec<String> {
+        self.requests_by(user)
+            .into_iter()
+            .filter(|e| {
+                e["responseStatus"]["code"] == 403 && e["requestReceivedTimestamp"].as_str().unwrap_or("") >= since
+            })
+            .map(|e| format!("{} {} {}", e["verb"], e["requestURI"], e["responseStatus"]["message"]))
+            .collect()
+    }
+
     /// Every `events.k8s.io/v1` Event in every namespace, oldest first.
     pub fn events(&self) -> Vec<Value> {
         let mut events = self.list("events.k8s.io/v1", "Event", "");
