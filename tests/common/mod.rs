@@ -21,6 +21,38 @@ pub fn require_tool(name: &str) -> PathBuf {
     panic!("`{name}` is not installed; run scripts/test.sh, which installs every real client the tests use");
 }
 
+/// Runs `openssl ARGS` in `dir`; panics with its stderr unless it succeeds; returns its stdout.
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(require_tool("openssl")).args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Signs `csr` with `ca.crt`/`ca.key` of `dir` into `crt` (two days), with the extensions in the
+/// file `extfile` (all relative to `dir`).
+pub fn sign_with_test_ca(dir: &Path, csr: &str, extfile: &str, crt: &str) {
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            extfile,
+            "-out",
+            crt,
+        ],
+    );
+}
+
 /// A free TCP port on `ip` (the kernel picks it; the listener is closed again at once).
 pub fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0)).expect("bind a free port").local_addr().unwrap().port()

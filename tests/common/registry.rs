@@ -1,7 +1,7 @@
 //! The CNCF distribution registry on loopback (HTTP or TLS, with a CA made by openssl), a
 //! deterministic OCI image, and skopeo to push it.
 
-use super::{free_port, require_tool, wait_for_port, Server};
+use super::{free_port, openssl, require_tool, sign_with_test_ca, wait_for_port, Server};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
@@ -181,13 +181,9 @@ pub struct TlsFiles {
 }
 
 pub fn make_tls(ips: &[&str]) -> TlsFiles {
-    let openssl = require_tool("openssl");
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    let run = |args: &[&str]| {
-        let out = Command::new(&openssl).args(args).current_dir(dir.path()).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let run = |args: &[&str]| openssl(dir.path(), args);
     run(&[
         "req",
         "-x509",
@@ -217,22 +213,6 @@ pub fn make_tls(ips: &[&str]) -> TlsFiles {
     ]);
     let san: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
     fs::write(p("ext.cnf"), format!("subjectAltName={}\nbasicConstraints=CA:FALSE\n", san.join(","))).unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.crt",
-    ]);
+    sign_with_test_ca(dir.path(), "server.csr", "ext.cnf", "server.crt");
     TlsFiles { ca_cert: p("ca.crt"), server_cert: p("server.crt"), server_key: p("server.key"), dir }
 }

@@ -4,12 +4,11 @@
 //! openssl command (RS256, its signing certificate in `x5c`, which the registry checks against
 //! its `rootcertbundle`), and anything else with 401. It records what it saw, never the secrets.
 
-use super::{require_tool, TlsFiles};
+use super::{openssl, TlsFiles};
 use base64::Engine;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,12 +41,7 @@ fn b64url(bytes: &[u8]) -> String {
 
 /// A JWT the registry accepts for `repositories` (pull and push), signed with openssl.
 fn make_token(dir: &Path, user: &str, repositories: &[&str]) -> (PathBuf, String) {
-    let openssl = require_tool("openssl");
-    let run = |args: &[&str]| {
-        let out = Command::new(&openssl).args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        out.stdout
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     let subject = ["-subj", "/CN=token signer", "-keyout", "sign.key", "-out", "sign.crt"];
     run(&[&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"][..], &subject].concat());
     let der = run(&["x509", "-in", "sign.crt", "-outform", "DER"]);

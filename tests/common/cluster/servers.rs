@@ -1,7 +1,7 @@
 //! How the harness's servers are made, started and stopped: the PKI, etcd's and kube-apiserver's
 //! command lines, the one spawning thread, kubeconfigs.
 
-use super::super::{require_tool, Server};
+use super::super::{openssl, require_tool, sign_with_test_ca, Server};
 use super::TOKEN_USERS;
 use serde_json::json;
 use std::fs;
@@ -49,11 +49,6 @@ pub(super) fn spawn(cmd: Command, log: PathBuf) -> Server {
     rx.recv().unwrap()
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new(require_tool("openssl")).args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// A CA, the API server's serving certificate (127.0.0.1, localhost), the admin's client
 /// certificate and the service-account signing key pair, all under `dir`.
 pub(super) fn make_pki(dir: &Path) {
@@ -62,7 +57,7 @@ pub(super) fn make_pki(dir: &Path) {
     ca.extend(ec);
     ca.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=mirrorconf-test-ca"]);
     ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-    openssl(&ca, dir);
+    openssl(dir, &ca);
     let leaf = |name: &str, subject: &str, ext: &str| {
         fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
         let mut req = vec!["req", "-new"];
@@ -70,32 +65,13 @@ pub(super) fn make_pki(dir: &Path) {
         let (key, csr, crt, extfile) =
             (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
         req.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
-        openssl(&req, dir);
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-out",
-                &crt,
-                "-extfile",
-                &extfile,
-            ],
-            dir,
-        );
+        openssl(dir, &req);
+        sign_with_test_ca(dir, &csr, &extfile, &crt);
     };
     leaf("serving", "/CN=kube-apiserver", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
     leaf("admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth\n");
-    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key"], dir);
-    openssl(&["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir);
+    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key"]);
+    openssl(dir, &["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
     let tokens: String = TOKEN_USERS.iter().map(|(t, u, g)| format!("{t},{u},{u},\"{g}\"\n")).collect();
     fs::write(dir.join("tokens.csv"), tokens).unwrap();
     // Metadata for every request; the bodies of Node writes, to see what an agent patched.
