@@ -59,12 +59,23 @@ impl ControlPlane {
     /// The requests `user` made at or after `since` (RFC 3339 as the audit log writes it; "" for
     /// all) that the server refused with 403, one line each.
     pub fn forbidden(&self, user: &str, since: &str) -> Vec<String> {
+        self.answered_with(user, |e| {
+            e["responseStatus"]["code"] == 403 && e["requestReceivedTimestamp"].as_str().unwrap_or("") >= since
+        })
+    }
+
+    /// The requests of `user` whose audit event `keep` picks, one line each: code, verb, URI and
+    /// the server's message.
+    fn answered_with(&self, user: &str, keep: impl Fn(&Value) -> bool) -> Vec<String> {
         self.requests_by(user)
             .into_iter()
-            .filter(|e| {
-                e["responseStatus"]["code"] == 403 && e["requestReceivedTimestamp"].as_str().unwrap_or("") >= since
+            .filter(|e| keep(e))
+            .map(|e| {
+                format!(
+                    "{} {} {} {}",
+                    e["responseStatus"]["code"], e["verb"], e["requestURI"], e["responseStatus"]["message"]
+                )
             })
-            .map(|e| format!("{} {} {}", e["verb"], e["requestURI"], e["responseStatus"]["message"]))
             .collect()
     }
 
@@ -104,16 +115,7 @@ impl ControlPlane {
             e["responseStatus"]["code"] == 429
                 && e["responseStatus"]["message"].as_str().is_some_and(|m| m.contains("storage is (re)initializing"))
         };
-        self.requests_by(user)
-            .into_iter()
-            .filter(|e| e["responseStatus"]["code"].as_i64().is_some_and(|c| c >= 400) && !filling(e))
-            .map(|e| {
-                format!(
-                    "{} {} {} {}",
-                    e["responseStatus"]["code"], e["verb"], e["requestURI"], e["responseStatus"]["message"]
-                )
-            })
-            .collect()
+        self.answered_with(user, |e| e["responseStatus"]["code"].as_i64().is_some_and(|c| c >= 400) && !filling(e))
     }
 
     /// How many watches `user` opened (answered or still open).
